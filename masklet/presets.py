@@ -124,7 +124,8 @@ class ModelConfig:
     def with_image_size(self, image_size: int) -> ModelConfig:
         if image_size % 32 != 0 or image_size < 128:
             raise ValueError(
-                f"image_size must be a multiple of 32 and at least 128 (e.g. 512, 768, 1024); got {image_size}"
+                "image_size must be a multiple of 32 and at least 128 (e.g. 512, 768, 1024); "
+                f"got {image_size}"
             )
         return replace(self, image_size=image_size)
 
@@ -158,7 +159,12 @@ _LARGE = HieraConfig(
     window_pos_embed_bkg_spatial_size=(7, 7),
 )
 
-_SIZES = {"tiny": (_TINY, "t"), "small": (_SMALL, "s"), "base_plus": (_BASE_PLUS, "b+"), "large": (_LARGE, "l")}
+_SIZES = {
+    "tiny": (_TINY, "t"),
+    "small": (_SMALL, "s"),
+    "base_plus": (_BASE_PLUS, "b+"),
+    "large": (_LARGE, "l"),
+}
 
 
 def _make_presets() -> dict[str, ModelConfig]:
@@ -166,7 +172,9 @@ def _make_presets() -> dict[str, ModelConfig]:
     for prefix, traits in (("sam2", SAM2_0_TRAITS), ("sam2.1", SAM2_1_TRAITS)):
         for size, (hiera, short) in _SIZES.items():
             name = f"{prefix}_hiera_{size}"
-            out[name] = ModelConfig(name=name, hiera=hiera, traits=traits, aliases=(f"{prefix}_hiera_{short}",))
+            out[name] = ModelConfig(
+                name=name, hiera=hiera, traits=traits, aliases=(f"{prefix}_hiera_{short}",)
+            )
     return out
 
 

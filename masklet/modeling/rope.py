@@ -1,0 +1,157 @@
+"""Axial 2-D rotary position embedding (RoPE) and the attention that uses it (memory attention).
+
+A token at grid position (y, x) of an (h, w) feature map (row-major, token index ``y * w + x``) has each
+channel pair (2j, 2j+1) of its per-head query/key vector rotated by an angle: the first quarter of the
+pairs (j < head_dim / 4) by ``x * f_j``, the next quarter by ``y * f_(j - head_dim/4)``, with
+``f_i = theta^(-4 i / head_dim)``. Since the rotation is the same for queries and keys, the dot product
+of a rotated query and key depends only on their relative offset.
+
+Rotations are done in real arithmetic on precomputed cos/sin tables; pair (a, b) becomes
+``(a cos - b sin, a sin + b cos)``, i.e. ``x * cos + swap(x) * signed_sin`` with ``swap`` exchanging the
+two members of each pair.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from masklet.modeling.common import Attention
+
+
+def axial_rope_angles(head_dim: int, h: int, w: int, theta: float = 10000.0) -> torch.Tensor:
+    """Rotation angles in radians: (h * w, head_dim // 2) float32, one per token and channel pair."""
+    if head_dim % 4:
+        raise ValueError(f"axial RoPE needs a head dimension divisible by 4, got {head_dim}")
+    quarter = head_dim // 4
+    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 4, dtype=torch.float32)[:quarter] / head_dim))
+    t = torch.arange(h * w, dtype=torch.float32)
+    tx = t % w
+    ty = torch.div(t, w, rounding_mode="floor")
+    return torch.cat([torch.outer(tx, freqs), torch.outer(ty, freqs)], dim=-1)
+
+
+class AxialRoPE:
+    """Cos/sin tables for one head size, cached per (h, w, device, dtype).
+
+    Holds no parameters; one instance may be shared by many attention modules so that the tables
+    (2 x h*w x head_dim values each) exist once per model rather than once per layer.
+    """
+
+    def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
+        if head_dim % 4:
+            raise ValueError(f"axial RoPE needs a head dimension divisible by 4, got {head_dim}")
+        self.head_dim = head_dim
+        self.theta = theta
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def tables(
+        self, h: int, w: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, signed_sin), each (h * w, head_dim) of ``dtype``, pair-interleaved like the channels.
+
+        ``cos`` repeats cos(angle) for both members of a pair; ``signed_sin`` holds (-sin, +sin).
+        """
+        key = (h, w, str(device), dtype)
+        if key not in self._tables:
+            angles = axial_rope_angles(self.head_dim, h, w, self.theta).to(device)
+            cos, sin = angles.cos(), angles.sin()
+            cos = cos.repeat_interleave(2, dim=-1)
+            sin = torch.stack([-sin, sin], dim=-1).flatten(-2)
+            self._tables[key] = (cos.to(dtype), sin.to(dtype))
+        return self._tables[key]
+
+    def rotate(
+        self, x: torch.Tensor, h: int, w: int, num_exclude: int = 0, repeat: bool = False
+    ) -> torch.Tensor:
+        """Rotate x: (B, heads, n, head_dim) -> a new tensor of the same shape and dtype.
+
+        The first ``n - num_exclude`` tokens are rotated; the trailing ``num_exclude`` are copied
+        unchanged. Without ``repeat`` the rotated part must be exactly h*w tokens; with it, any whole
+        number of h*w grids (several memory frames), each getting the same positions.
+        """
+        n_grid = h * w
+        n_rot = x.shape[-2] - num_exclude
+        if n_rot < 0:
+            raise ValueError(f"cannot exclude {num_exclude} tokens from RoPE: only {x.shape[-2]} tokens")
+        reps, rem = divmod(n_rot, n_grid)
+        if rem or (not repeat and reps != 1):
+            what = "a multiple of" if repeat else "equal to"
+            raise ValueError(
+                f"RoPE over a {h}x{w} grid: the number of rotated tokens ({n_rot}) must be {what} {n_grid}"
+            )
+        # tables in x's dtype: bf16 rotation costs one extra rounding, far below bf16 attention noise
+        cos, sin = self.tables(h, w, x.device, x.dtype)
+        # frames as a separate axis, so one grid-sized table broadcasts over all of them
+        src = x[..., :n_rot, :].unflatten(-2, (reps, n_grid))
+        swapped = src.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        out = (src * cos).addcmul_(swapped, sin).flatten(-3, -2)
+        if num_exclude:
+            out = torch.cat([out, x[..., n_rot:, :]], dim=-2)
+        return out
+
+
+def square_side(num_tokens: int) -> int:
+    """Side of the square grid holding ``num_tokens`` tokens; raises if there is none."""
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(
+            f"{num_tokens} query tokens do not form a square grid; pass feat_size=(h, w) explicitly"
+        )
+    return side
+
+
+class RoPEAttention(Attention):
+    """Multi-head attention whose queries and keys get axial rotary position embedding.
+
+    q: (B, Nq, embedding_dim) with Nq = h * w tokens of a row-major grid;
+    k, v: (B, Nk, kv_in_dim) -> (B, Nq, embedding_dim). Parameter names (q_proj, k_proj, v_proj,
+    out_proj) follow the official checkpoints.
+
+    ``rope_k_repeat``: keys are several grids of the query's size laid end to end (memories of several
+    frames), each rotated with the query's positions. Otherwise Nk must equal Nq (self-attention).
+    ``num_k_exclude_rope`` (per call): the trailing keys that carry no position (object pointers).
+    ``rope``: a table cache to share between modules; by default each module has its own.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        downsample_rate: int = 1,
+        dropout: float = 0.0,
+        kv_in_dim: int | None = None,
+        rope_theta: float = 10000.0,
+        rope_k_repeat: bool = False,
+        rope: AxialRoPE | None = None,
+    ) -> None:
+        super().__init__(embedding_dim, num_heads, downsample_rate, dropout, kv_in_dim)
+        head_dim = self.internal_dim // num_heads
+        if rope is None:
+            rope = AxialRoPE(head_dim, rope_theta)
+        elif rope.head_dim != head_dim or rope.theta != rope_theta:
+            raise ValueError(
+                f"shared RoPE tables are for head_dim={rope.head_dim}, theta={rope.theta}; "
+                f"this attention needs head_dim={head_dim}, theta={rope_theta}"
+            )
+        self.rope = rope
+        self.rope_k_repeat = rope_k_repeat
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        num_k_exclude_rope: int = 0,
+        feat_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """``feat_size``: the query grid (h, w); by default the square grid of Nq tokens."""
+        if feat_size is None:
+            side = square_side(q.shape[1])
+            feat_size = (side, side)
+        h, w = feat_size
+        q = self.rope.rotate(self._heads(self.q_proj(q)), h, w)
+        k = self.rope.rotate(self._heads(self.k_proj(k)), h, w, num_k_exclude_rope, self.rope_k_repeat)
+        v = self._heads(self.v_proj(v))
+        return self.out_proj(self._merge(self._attend(q, k, v)))

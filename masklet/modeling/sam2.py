@@ -1,0 +1,191 @@
+"""The SAM 2 model: the paper figure's boxes wired together, without any session bookkeeping.
+
+``SAM2Model`` owns every learned tensor of an official checkpoint under its official name and offers
+small composable steps: encode an image, decode prompts into masks, turn a mask into a memory, and
+derive the object pointer. Predictors in ``masklet.inference`` hold state and call these steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..presets import ModelConfig
+from .common import MLP
+from .mask_decoder import MaskDecoder
+from .memory_attention import MemoryAttention
+from .memory_encoder import MemoryEncoder
+from .neck import ImageEncoder
+from .prompt_encoder import PromptEncoder
+
+# Logit written into masks of frames where the object is judged absent (as the official model).
+NO_OBJECT_SCORE = -1024.0
+
+
+@dataclass
+class ImageFeatures:
+    """Backbone output for a batch of B images at model resolution S.
+
+    - ``image_embed``: (B, 256, S/16, S/16) stride-16 features (raw, without the no-memory embedding)
+    - ``high_res``: [(B, 32, S/4, S/4), (B, 64, S/8, S/8)] already projected for the mask decoder
+    - ``pos``: position encodings of the three levels, highest resolution first (B, 256, h, w) each
+    """
+
+    image_embed: torch.Tensor
+    high_res: list[torch.Tensor]
+    pos: list[torch.Tensor]
+
+    def select(self, idx: int | slice) -> ImageFeatures:
+        """The features of one image (kept 4-D) or a slice of the batch."""
+        s = slice(idx, idx + 1) if isinstance(idx, int) else idx
+        return ImageFeatures(self.image_embed[s], [h[s] for h in self.high_res], [p[s] for p in self.pos])
+
+
+@dataclass
+class DecoderOutput:
+    """Mask decoder output for B prompts (C = 3 with multimask output, else 1).
+
+    - ``low_res_masks``: (B, C, S/4, S/4) logits in model-input coordinates
+    - ``iou``: (B, C) predicted IoU in [0, 1]
+    - ``tokens``: (B, C, 256) output tokens of the returned masks (object-pointer source)
+    - ``object_score``: (B, 1) occlusion logit: > 0 means the object is present
+    """
+
+    low_res_masks: torch.Tensor
+    iou: torch.Tensor
+    tokens: torch.Tensor
+    object_score: torch.Tensor
+
+
+class SAM2Model(nn.Module):
+    """SAM 2 / 2.1 with the official parameter names (see ``masklet.checkpoints`` for loading)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, mem = cfg.d_model, cfg.mem_dim
+        emb = cfg.feature_size
+        self.image_encoder = ImageEncoder(cfg)
+        self.sam_prompt_encoder = PromptEncoder(
+            embed_dim=d,
+            image_embedding_size=(emb, emb),
+            input_image_size=(cfg.image_size, cfg.image_size),
+            mask_in_chans=16,
+        )
+        self.sam_mask_decoder = MaskDecoder(
+            transformer_dim=d,
+            num_multimask_outputs=3,
+            dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
+            dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
+            dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+        )
+        self.memory_attention = MemoryAttention(d_model=d, num_layers=cfg.memory_attention_layers)
+        self.memory_encoder = MemoryEncoder(out_dim=mem, in_dim=d)
+        # turns a full-resolution mask prompt into the decoder's 4x smaller dense-prompt size
+        self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, mem))
+        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, d))
+        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, d))
+        self.no_obj_ptr = nn.Parameter(torch.zeros(1, d))
+        self.obj_ptr_proj = MLP(d, d, d, 3)
+        traits = cfg.traits
+        if traits.no_obj_embed_spatial:
+            self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, mem))
+        else:
+            self.register_parameter("no_obj_embed_spatial", None)
+        self.obj_ptr_tpos_proj = nn.Linear(d, mem) if traits.proj_tpos_enc_in_obj_ptrs else nn.Identity()
+        for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc, self.no_obj_ptr):
+            nn.init.trunc_normal_(p, std=0.02)
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.no_mem_embed.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.no_mem_embed.dtype
+
+    # ---------------------------------------------------------------- image
+    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
+        """images: (B, 3, S, S) normalized with the ImageNet mean/std, in the model's dtype."""
+        feats, pos = self.image_encoder(images)
+        dec = self.sam_mask_decoder
+        # the decoder's high-resolution projections depend only on the image: run them once here
+        high_res = [dec.conv_s0(feats[0]), dec.conv_s1(feats[1])]
+        return ImageFeatures(image_embed=feats[2], high_res=high_res, pos=pos)
+
+    def embed_without_memory(self, image_embed: torch.Tensor) -> torch.Tensor:
+        """The stride-16 features of a frame with no memory to attend to (single images, first frames)."""
+        return image_embed + self.no_mem_embed.view(1, -1, 1, 1)
+
+    # ---------------------------------------------------------------- prompts
+    def decode(
+        self,
+        image_embed: torch.Tensor,
+        high_res: list[torch.Tensor],
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        repeat_image: bool = False,
+    ) -> DecoderOutput:
+        """Prompt encoder + mask decoder.
+
+        points: (coords (B, N, 2) float in model-input pixels (0..S, x then y), labels (B, N) int32 with
+        1 positive, 0 negative, 2/3 box corners, -1 padding); mask_input: (B, 1, S/4, S/4) logits.
+        With ``repeat_image`` one image's features serve B prompts.
+        """
+        sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        masks, iou, tokens, obj = self.sam_mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=self.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+            repeat_image=repeat_image,
+            high_res_features=high_res,
+        )
+        return DecoderOutput(masks, iou, tokens, obj)
+
+    # ---------------------------------------------------------------- memory
+    def object_pointer(self, token: torch.Tensor, object_score: torch.Tensor) -> torch.Tensor:
+        """(B, 256) decoder token + (B, 1) object-score logit -> (B, 256) pointer; absent objects get
+        the learned ``no_obj_ptr`` instead."""
+        present = (object_score > 0).to(token.dtype)
+        return present * self.obj_ptr_proj(token) + (1 - present) * self.no_obj_ptr
+
+    def mask_prompt_to_low_res(self, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) float mask -> (B, 1, S/4, S/4) dense prompt through the learned downsampler."""
+        return self.mask_downsample(mask)
+
+    def encode_memory(
+        self,
+        image_embed: torch.Tensor,
+        high_res_masks: torch.Tensor,
+        object_score: torch.Tensor,
+        binarize: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A frame's memory: raw stride-16 features (B, 256, h, w) + its mask logits (B, 1, S, S).
+
+        ``binarize`` thresholds the mask at 0 (used for frames whose mask came from clicks).
+        Returns (features (B, 64, h, w), position encoding (B, 64, h, w)).
+        """
+        m = (high_res_masks > 0).to(high_res_masks.dtype) if binarize else torch.sigmoid(high_res_masks)
+        m = m * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
+        feats, pos = self.memory_encoder(image_embed, m.to(image_embed.dtype), skip_mask_sigmoid=True)
+        if self.no_obj_embed_spatial is not None:
+            absent = (object_score <= 0).to(feats.dtype).view(-1, 1, 1, 1)
+            feats = feats + absent * self.no_obj_embed_spatial.view(1, -1, 1, 1)
+        return feats, pos
+
+    @staticmethod
+    def upscale_masks(low_res: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+        """Bilinear upsampling of mask logits to ``size`` in float32."""
+        size = (size, size) if isinstance(size, int) else size
+        return F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
