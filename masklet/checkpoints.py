@@ -1,4 +1,4 @@
-"""Official checkpoints: where they live, how they are fetched, and how they are loaded strictly.
+"""Official checkpoints: reading them, loading them strictly, building models, saving fine-tunes.
 
 The official files are ``torch.save({"model": state_dict})`` and their keys are exactly the parameter
 names of :class:`masklet.modeling.sam2.SAM2Model`, so no key renaming is needed. The one tolerated
@@ -6,186 +6,64 @@ difference is a wrapper prefix (``module.`` from ``DataParallel``/``DistributedD
 ``_orig_mod.`` from ``torch.compile``) on fine-tunes saved from a wrapped model: it is stripped here, and
 this module is the only place where such renaming may live.
 
-Environment:
-
-- ``MASKLET_CACHE``: cache directory (else ``$XDG_CACHE_HOME/masklet``, else ``~/.cache/masklet``).
-- ``MASKLET_DOWNLOAD_BASE``: replaces ``https://dl.fbaipublicfiles.com/segment_anything_2`` (a mirror
-  keeping the official ``072824/`` and ``092824/`` sub-folders).
+Where the official files live and how they are fetched (registry, cache directory, download, and the
+``MASKLET_CACHE`` / ``MASKLET_DOWNLOAD_BASE`` variables) is :mod:`masklet.download`; its public names are
+re-exported here, so ``from masklet.checkpoints import download_checkpoint`` keeps working.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import os
 import pickle
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from masklet.download import (
+    DEFAULT_DOWNLOAD_BASE,
+    OFFICIAL_CHECKPOINTS,
+    CheckpointError,
+    OfficialCheckpoint,
+    atomic_file,
+    cache_dir,
+    cached_checkpoint_path,
+    checkpoint_url,
+    download_checkpoint,
+    is_url,
+    official_checkpoint,
+)
 from masklet.presets import ALIASES, PRESETS, get_preset
 from masklet.runtime import default_device, parse_dtype
 
 if TYPE_CHECKING:
     from masklet.modeling.sam2 import SAM2Model
 
-DEFAULT_DOWNLOAD_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2"
-_TIMEOUT_S = 30.0  # per socket operation, not for the whole file
-_CHUNK = 1 << 20
-_BAR = {"unit": "B", "unit_scale": True, "unit_divisor": 1024}
+__all__ = [
+    "DEFAULT_DOWNLOAD_BASE",
+    "OFFICIAL_CHECKPOINTS",
+    "CheckpointError",
+    "OfficialCheckpoint",
+    "build_model",
+    "cache_dir",
+    "cached_checkpoint_path",
+    "checkpoint_url",
+    "download_checkpoint",
+    "infer_preset",
+    "list_models",
+    "load_into",
+    "load_state_dict_file",
+    "official_checkpoint",
+    "save_checkpoint",
+]
+
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _POS_EMBED_KEY = "image_encoder.trunk.pos_embed"
 # Keys only SAM 2.1 files have (see VersionTraits.no_obj_embed_spatial / proj_tpos_enc_in_obj_ptrs).
 _V2_1_KEYS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be found, downloaded, read, or does not fit the model. The message says
-    what to do."""
-
-
-@dataclass(frozen=True)
-class OfficialCheckpoint:
-    """One official file. ``params`` and ``approx_mb`` were measured from the reference models (float32
-    parameter count; state-dict bytes / 1e6) and are documentation figures, never checked."""
-
-    preset: str
-    release: str  # folder on the download server: the release date, MMDDYY
-    params: int
-    approx_mb: int
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.preset}.pt"
-
-    @property
-    def url_path(self) -> str:
-        return f"{self.release}/{self.file_name}"
-
-
-OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
-    c.preset: c
-    for c in (
-        OfficialCheckpoint("sam2_hiera_tiny", "072824", 38_945_986, 156),
-        OfficialCheckpoint("sam2_hiera_small", "072824", 46_043_842, 184),
-        OfficialCheckpoint("sam2_hiera_base_plus", "072824", 80_833_666, 323),
-        OfficialCheckpoint("sam2_hiera_large", "072824", 224_430_130, 898),
-        OfficialCheckpoint("sam2.1_hiera_tiny", "092824", 38_962_498, 156),
-        OfficialCheckpoint("sam2.1_hiera_small", "092824", 46_060_354, 184),
-        OfficialCheckpoint("sam2.1_hiera_base_plus", "092824", 80_850_178, 323),
-        OfficialCheckpoint("sam2.1_hiera_large", "092824", 224_446_642, 898),
-    )
-}
-
-
-def cache_dir() -> Path:
-    """The checkpoint cache directory (not created here): ``$MASKLET_CACHE``, else
-    ``$XDG_CACHE_HOME/masklet``, else ``~/.cache/masklet``. Empty variables count as unset."""
-    if os.environ.get("MASKLET_CACHE"):
-        return Path(os.environ["MASKLET_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "masklet"
-    return Path.home() / ".cache" / "masklet"
-
-
-def official_checkpoint(name: str) -> OfficialCheckpoint:
-    """Registry entry for a preset name or alias (``sam2.1_hiera_t``); ValueError if unknown."""
-    return OFFICIAL_CHECKPOINTS[get_preset(name).name]
-
-
-def cached_checkpoint_path(name: str) -> Path:
-    """Where the official file for preset ``name`` is (or would be) cached."""
-    return cache_dir() / official_checkpoint(name).file_name
-
-
-def checkpoint_url(name: str) -> str:
-    """Download URL of the official file for preset ``name`` (honours ``$MASKLET_DOWNLOAD_BASE``)."""
-    base = os.environ.get("MASKLET_DOWNLOAD_BASE") or DEFAULT_DOWNLOAD_BASE
-    return f"{base.rstrip('/')}/{official_checkpoint(name).url_path}"
-
-
-def _is_url(value: str | os.PathLike) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://"))
-
-
-def download_checkpoint(
-    name_or_url: str, dest: str | os.PathLike | None = None, progress: bool = True
-) -> Path:
-    """Download an official checkpoint (preset name or alias) or any URL, and return its path.
-
-    ``dest``: target file, or an existing directory to put it in; default: the cache directory (for a
-    URL, under the URL's file name). Always downloads, replacing an existing file only once the new one
-    is complete: data goes to a temporary file next to the target that is renamed at the end, and
-    removed on any failure or interruption, so no partial file is ever left under the target name.
-    Raises :class:`CheckpointError` naming the URL and where to put the file by hand.
-    """
-    if _is_url(name_or_url):
-        url = name_or_url
-        default = cache_dir() / (Path(urllib.parse.urlparse(url).path).name or "checkpoint.pt")
-    else:
-        url, default = checkpoint_url(name_or_url), cached_checkpoint_path(name_or_url)
-    target = Path(dest).expanduser() if dest is not None else default
-    if target.is_dir():
-        target = target / default.name
-    with _atomic_file(target) as tmp, open(tmp, "wb") as out:
-        _fetch(url, out, target, progress)
-    return target
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[str]:
-    """Yield a temporary file name next to ``path`` that becomes ``path`` only when the block completes;
-    on any error or Ctrl-C it is removed, so a partial file never appears under the real name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fetch(url: str, out: BinaryIO, target: Path, progress: bool) -> None:
-    """Stream ``url`` into ``out``; every failure becomes one CheckpointError."""
-    manual = (
-        f"If you are offline or the host is blocked, download {url} another way and save it as {target} "
-        "(masklet looks there first), or pass the file's path as checkpoint=..."
-    )
-    done, total = 0, None
-    try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, desc=target.name, disable=not progress, **_BAR) as bar:
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    done += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as exc:
-        raise CheckpointError(
-            f"could not download {url}: the server answered HTTP {exc.code} {exc.reason}. Check the preset "
-            f"name and $MASKLET_DOWNLOAD_BASE if you set it. {manual}"
-        ) from exc
-    except (OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise CheckpointError(f"could not download {url} ({reason}). {manual}") from exc
-    # A server that closes early ends the stream without an exception: compare with what it announced.
-    if total is not None and done != total:
-        raise CheckpointError(
-            f"the download of {url} was cut off after {done} of {total} bytes; nothing was saved. "
-            f"Run again to retry. {manual}"
-        )
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -405,7 +283,7 @@ def _resolve_weights(name: str, checkpoint: str | os.PathLike | None) -> tuple[d
         path = cached_checkpoint_path(name)
         if not path.is_file():
             path = download_checkpoint(name)
-    elif _is_url(checkpoint):
+    elif is_url(checkpoint):
         path = cache_dir() / Path(urllib.parse.urlparse(str(checkpoint)).path).name
         if not path.is_file():
             path = download_checkpoint(str(checkpoint))
@@ -460,7 +338,7 @@ def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | o
         tensors[key] = t.clone() if ptr in seen else t
         seen.add(ptr)
     path = Path(path).expanduser()
-    with _atomic_file(path) as tmp:
+    with atomic_file(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 

@@ -1,7 +1,8 @@
 """The ``masklet`` command line: segment, models, download, demo.
 
-Every failure a user can cause ends in one line on stderr and exit status 2 (no traceback);
-``MASKLET_DEBUG=1`` shows the traceback.
+Every failure a user can cause ends in one line on stderr and exit status 2 (no traceback); anything
+else (a bug) ends in one "unexpected error" line and exit status 1. ``MASKLET_DEBUG=1`` shows the
+traceback of either.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
 
 
 class CLIError(Exception):
@@ -45,7 +48,9 @@ def _box(text: str) -> list[float]:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
-        "--model", default="sam2.1_hiera_tiny", help="preset name or alias (default: sam2.1_hiera_tiny)"
+        "--model",
+        default=None,
+        help=f"preset name or alias (default: inferred from --checkpoint, else {DEFAULT_MODEL})",
     )
     g.add_argument(
         "--checkpoint", type=Path, help="path to a .pt / .safetensors checkpoint (default: cache/download)"
@@ -110,20 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------ model loading
 def load_model(args, allow_random_fallback: bool = False):
     """Returns (model, weights_label). weights_label is 'official', 'checkpoint:<path>' or 'random'."""
-    import torch
-
     from . import checkpoints
-    from .runtime import default_device, parse_dtype
+    from .runtime import parse_dtype
 
-    device = torch.device(args.device) if args.device else default_device()
+    device = _parse_device(args.device)
     dtype = parse_dtype(args.dtype, device)
-    name = args.model
+    name = args.model or DEFAULT_MODEL
     if args.random_weights:
+        if args.checkpoint is not None:
+            raise CLIError("--random-weights and --checkpoint exclude each other; pass only one of them")
         return _random_model(name, device, dtype, args.image_size), "random"
     try:
         if args.checkpoint is not None:
             model = checkpoints.build_model(
-                name if name else "auto",
+                args.model or "auto",
                 args.checkpoint,
                 device=device,
                 dtype=dtype,
@@ -133,18 +138,42 @@ def load_model(args, allow_random_fallback: bool = False):
         model = checkpoints.build_model(name, None, device=device, dtype=dtype, image_size=args.image_size)
         return model, "official"
     except checkpoints.CheckpointError as exc:
-        if not allow_random_fallback:
+        # Only a missing official file falls back: a checkpoint the user named must load or fail.
+        if not allow_random_fallback or args.checkpoint is not None:
             raise CLIError(str(exc)) from None
         print(
-            f"official {name} checkpoint unavailable ({_first_line(exc)}): "
+            f"official {name} checkpoint unavailable ({_one_line(exc)}): "
             "running on RANDOM weights, masks are meaningless",
             file=sys.stderr,
         )
         return _random_model(name, device, dtype, args.image_size), "random"
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _parse_device(text: str | None):
+    """torch.device for --device (None: the best available); CLIError if unknown or not on this machine."""
+    import torch
+
+    from .runtime import default_device
+
+    if not text:
+        return default_device()
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"unknown --device {text!r}: use cpu, cuda, cuda:N or mps") from None
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, True):
+        raise CLIError(
+            f"--device {text}: {device.type} is not available on this machine; use --device cpu, "
+            "or leave --device out to use the best device there is"
+        )
+    return device
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (multi-line messages, e.g. key mismatch reports, joined)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(exc).__name__
 
 
 def _random_model(name, device, dtype, image_size):
@@ -163,8 +192,6 @@ def _segment_one(predictor, image: np.ndarray, points: list, boxes: list, multim
     """Returns masks (K, H, W) bool, scores (K,)."""
     coords = np.array([p[:2] for p in points], dtype=np.float32) if points else None
     labels = np.array([int(p[2]) for p in points], dtype=np.int32) if points else None
-    if len(boxes) > 1 and points:
-        raise CLIError("several --box values segment several objects; points can only go with a single box")
     box = np.array(boxes, dtype=np.float32) if boxes else None
     if box is not None and len(boxes) == 1:
         box = box[0]
@@ -216,7 +243,11 @@ def cmd_segment(args) -> int:
 
     if not args.point and not args.box:
         raise CLIError("give at least one prompt: --point X,Y[,LABEL] and/or --box X0,Y0,X1,Y1")
+    if len(args.box) > 1 and args.point:
+        raise CLIError("several --box values segment several objects; points can only go with a single box")
+    _check_out_dir(args.out)
     image = load_image(args.image)
+    _check_prompts(args.point, args.box, image)
     model, weights = load_model(args)
     predictor = ImagePredictor(model)
     t0 = time.perf_counter()
@@ -238,6 +269,22 @@ def cmd_segment(args) -> int:
         f"{elapsed:.2f} s{label} -> {args.out}"
     )
     return 0
+
+
+def _check_prompts(points: list, boxes: list, image: np.ndarray) -> None:
+    """Fail on prompts outside the image before the model loads (the predictor checks them again)."""
+    from .inference.prompts import check_boxes, check_points
+
+    frame_wh = (image.shape[1], image.shape[0])
+    if points:
+        check_points([p[:2] for p in points], [int(p[2]) for p in points], frame_wh)
+    if boxes:
+        check_boxes(boxes, frame_wh)
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; expected a folder (it is created if missing)")
 
 
 def cmd_models(args) -> int:
@@ -264,6 +311,7 @@ def cmd_download(args) -> int:
 def cmd_demo(args) -> int:
     from .inference.image import ImagePredictor
 
+    _check_out_dir(args.out)
     images = _demo_images(args.images)
     model, weights = load_model(args, allow_random_fallback=True)
     predictor = ImagePredictor(model)
@@ -297,6 +345,8 @@ def cmd_demo(args) -> int:
 def _demo_images(folder: Path | None) -> list[tuple[str, np.ndarray]]:
     from .io.images import load_image
 
+    if folder is not None and not folder.is_dir():
+        raise CLIError(f"--images {folder} is not a folder; expected a folder of .jpg/.png images")
     candidates = (
         [folder]
         if folder
@@ -322,21 +372,34 @@ def _demo_images(folder: Path | None) -> list[tuple[str, np.ndarray]]:
 COMMANDS = {"segment": cmd_segment, "models": cmd_models, "download": cmd_download, "demo": cmd_demo}
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean the input was wrong (the messages say what to do), not a bug."""
+    from .checkpoints import CheckpointError
+
+    return (CLIError, CheckpointError, ValueError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 unexpected error, 2 user error)."""
     args = build_parser().parse_args(argv)
+    debug = os.environ.get("MASKLET_DEBUG", "") not in ("", "0")
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one readable line instead of a traceback
-        if os.environ.get("MASKLET_DEBUG"):
+        if debug:
             raise
+        if isinstance(exc, _user_errors()):
+            print(f"masklet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
         print(
-            f"masklet {args.command}: error: {_first_line(exc) if not isinstance(exc, CLIError) else exc}",
+            f"masklet {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+            "(set MASKLET_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from masklet import checkpoints as ck
+from masklet import download as dl
 from masklet.checkpoints import (
     OFFICIAL_CHECKPOINTS,
     CheckpointError,
@@ -386,11 +386,11 @@ def test_download_unreachable_host(monkeypatch):
 def test_download_interrupted_removes_temp_file(server, monkeypatch, tmp_path):
     server.routes["/f.pt"] = (b"y" * 10, 10)
 
-    class InterruptingBar(ck.tqdm):
+    class InterruptingBar(dl.tqdm):
         def update(self, n=1):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ck, "tqdm", InterruptingBar)
+    monkeypatch.setattr(dl, "tqdm", InterruptingBar)
     with pytest.raises(KeyboardInterrupt):
         download_checkpoint(f"{server.base}/f.pt", dest=tmp_path / "f.pt", progress=False)
     assert list(tmp_path.iterdir()) == []

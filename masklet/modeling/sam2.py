@@ -116,10 +116,9 @@ class SAM2Model(nn.Module):
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         """images: (B, 3, S, S) normalized with the ImageNet mean/std, in the model's dtype."""
         feats, pos = self.image_encoder(images)
-        dec = self.sam_mask_decoder
         # the decoder's high-resolution projections depend only on the image: run them once here
-        high_res = [dec.conv_s0(feats[0]), dec.conv_s1(feats[1])]
-        return ImageFeatures(image_embed=feats[2], high_res=high_res, pos=pos)
+        s0, s1 = self.sam_mask_decoder.project_high_res_features(feats[0], feats[1])
+        return ImageFeatures(image_embed=feats[2], high_res=[s0, s1], pos=pos)
 
     def embed_without_memory(self, image_embed: torch.Tensor) -> torch.Tensor:
         """The stride-16 features of a frame with no memory to attend to (single images, first frames)."""
