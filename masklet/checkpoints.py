@@ -311,7 +311,9 @@ def build_model(
         directory, downloading it the first time.
     device: ``None`` picks cuda, then mps, then cpu.
     dtype: ``None``/``"float32"``/``"fp32"`` (default), ``"bfloat16"``/``"bf16"``, a torch dtype of those
-        two, or ``"auto"`` (bfloat16 where the device runs it fast; see ``masklet.runtime``).
+        two, or ``"auto"`` (bfloat16 where the device runs it fast; see ``masklet.runtime``). It is the
+        compute dtype of the heavy modules; the prompt encoder and mask decoder stay float32 (see
+        ``SAM2Model.set_compute_dtype``).
     image_size: input side in pixels (default 1024; see ``ModelConfig.with_image_size``).
     """
     torch_device = _resolve_device(device)
@@ -322,7 +324,7 @@ def build_model(
 
     model = SAM2Model(cfg)
     load_into(model, sd, cfg.name)
-    return model.to(device=torch_device, dtype=torch_dtype).eval()
+    return model.to(device=torch_device).set_compute_dtype(torch_dtype).eval()
 
 
 def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:

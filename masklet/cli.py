@@ -184,7 +184,7 @@ def _random_model(name, device, dtype, image_size):
 
     torch.manual_seed(0)
     model = SAM2Model(get_preset(name, image_size))
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device).set_compute_dtype(dtype).eval()
 
 
 # ------------------------------------------------------------------ commands

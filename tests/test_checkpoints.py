@@ -429,7 +429,10 @@ def test_build_model_auto_and_bf16(reference_checkpoint):
     )
     assert model.cfg.name == "sam2_hiera_tiny" and model.cfg.image_size == 1024
     assert infer_preset(model.state_dict()) == "sam2_hiera_tiny"
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    heavy = {p.dtype for m in model.heavy_modules() for p in m.parameters()}
+    heads = {p.dtype for n, p in model.named_parameters() if n.startswith(("sam_", "obj_ptr", "no_"))}
+    assert heavy == {torch.bfloat16} and heads == {torch.float32}
+    assert model.dtype == torch.bfloat16 and model.head_dtype == torch.float32
 
 
 def test_build_model_wrong_preset(reference_checkpoint):

@@ -241,7 +241,7 @@ class ImagePredictor:
             coords = torch.cat(coords_l, dim=1)
             coords = to_model_coords(coords, state.orig_hw[img_idx], m.image_size, normalize=normalize_coords)
             prompt = (coords, torch.cat(labels_l, dim=1))
-        mask_t = None if masks_in is None else torch.from_numpy(masks_in).to(dev, m.dtype)
+        mask_t = None if masks_in is None else torch.from_numpy(masks_in).to(dev, m.head_dtype)
         feats = state.features.select(img_idx)
         out = m.decode(
             feats.image_embed,
