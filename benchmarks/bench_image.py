@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from masklet import ImagePredictor, build_model  # noqa: E402
 from tests.conftest import load_photo  # noqa: E402
-from tests.oracle import build_reference, write_reference_checkpoint  # noqa: E402
+from tests.oracle import build_reference, reference_error, write_reference_checkpoint  # noqa: E402
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -49,6 +49,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    err = reference_error()
+    if err:
+        sys.exit(err)
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     image = load_photo(args.image)
