@@ -291,11 +291,12 @@ def cmd_models(args) -> int:
     from .checkpoints import list_models
 
     rows = list_models()
-    print(f"{'name':24} {'alias':18} {'params':>8} {'cached':>8}  url")
+    print(f"{'name':24} {'alias':18} {'params':>8} {'file':>8} {'cached':>8}  url")
     for r in rows:
         cached = f"{r['cached_size'] / 2**20:.0f} MiB" if r.get("cached") else "no"
         alias = ",".join(r.get("aliases", []))
-        print(f"{r['name']:24} {alias:18} {r['params'] / 1e6:7.1f}M {cached:>8}  {r['url']}")
+        size = f"~{r['approx_mb']} MB"
+        print(f"{r['name']:24} {alias:18} {r['params'] / 1e6:7.1f}M {size:>8} {cached:>8}  {r['url']}")
     return 0
 
 

@@ -368,15 +368,16 @@ def test_models_lists_every_preset_with_url_and_cache_state(capsys, monkeypatch,
     rc, stdout, stderr = run(capsys, "models")
     assert (rc, stderr) == (0, "")
     header, *rows = stdout.splitlines()
-    assert header.split() == ["name", "alias", "params", "cached", "url"]
+    assert header.split() == ["name", "alias", "params", "file", "cached", "url"]
     assert len(rows) == 8
     parsed = {}
     for row in rows:
-        m = re.fullmatch(r"(\S+) +(\S+) +([\d.]+)M +(no|\d+ MiB)  (\S+)", row)
+        m = re.fullmatch(r"(\S+) +(\S+) +([\d.]+)M +~(\d+) MB +(no|\d+ MiB)  (\S+)", row)
         assert m, row
         parsed[m[1]] = m.groups()[1:]
     assert set(parsed) == set(PRESETS)
-    for name, (alias, _params, cached, url) in parsed.items():
+    assert parsed["sam2.1_hiera_large"][2] == "898" and parsed["sam2_hiera_tiny"][2] == "156"
+    for name, (alias, _params, _size, cached, url) in parsed.items():
         release = "092824" if name.startswith("sam2.1") else "072824"
         assert url == f"http://mirror.test/sam2/{release}/{name}.pt"
         assert cached == ("3 MiB" if name == "sam2_hiera_small" else "no")
