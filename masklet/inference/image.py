@@ -212,17 +212,13 @@ class ImagePredictor:
         b = batch_size_of(points[0] if points else None, boxes)
         if masks_in is not None and masks_in.shape[0] not in (1, b):
             raise PromptError(f"mask_input has batch {masks_in.shape[0]} but the prompts have {b}")
+        if masks_in is not None and masks_in.shape[0] != b:
+            masks_in = np.repeat(masks_in, b, axis=0)  # one mask prompt shared by all B prompts
         logits, iou = self._decode(img_idx, points, boxes, masks_in, multimask_output, normalize_coords)
         masks = self._postprocess(logits, (h, w))
         if not return_logits:
             masks = masks > self.mask_threshold
-        low_res = logits.clamp(-32.0, 32.0)
-        squeeze = lambda t: t.squeeze(0).float().cpu().numpy() if t.shape[0] == 1 else t.float().cpu().numpy()  # noqa: E731
-        return (
-            masks.squeeze(0).cpu().numpy() if masks.shape[0] == 1 else masks.cpu().numpy(),
-            squeeze(iou),
-            squeeze(low_res),
-        )
+        return _to_numpy(masks), _to_numpy(iou), _to_numpy(logits.clamp(-32.0, 32.0))
 
     def _decode(self, img_idx, points, boxes, masks_in, multimask_output, normalize_coords):
         m, state = self.model, self._state
@@ -263,3 +259,9 @@ class ImagePredictor:
             )
             low_res = flat.view_as(low_res)
         return self.model.upscale_masks(low_res, hw)
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """(B, ...) tensor -> numpy, dropping the batch axis for a single prompt (as the official API)."""
+    t = t.squeeze(0) if t.shape[0] == 1 else t
+    return t.cpu().numpy() if t.dtype == torch.bool else t.float().cpu().numpy()

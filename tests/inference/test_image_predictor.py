@@ -125,6 +125,10 @@ def test_outputs_shapes_logits_and_iterative_refinement(predictor, image):
     np.testing.assert_allclose(rel, logits, atol=1e-5)  # (80, 60) is the centre of 160 x 120
     boxes = predictor.predict(box=[[10, 10, 60, 60], [70, 30, 150, 110]])
     assert boxes[0].shape == (2, 3, 120, 160) and boxes[1].shape == (2, 3)
+    shared = predictor.predict(box=[[10, 10, 60, 60], [70, 30, 150, 110]], mask_input=low, return_logits=True)
+    first = predictor.predict(box=[10, 10, 60, 60], mask_input=low, return_logits=True)
+    assert shared[0].shape == (2, 3, 120, 160)
+    np.testing.assert_allclose(shared[0][0], first[0], atol=1e-4)  # one mask prompt serves every box
 
 
 def test_predict_batch_requires_batch_mode_and_matching_lengths(predictor, image):
