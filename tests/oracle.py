@@ -89,3 +89,53 @@ def write_reference_checkpoint(preset: str, path: str | os.PathLike, seed: int =
         torch.save({"model": sd}, tmp)
         tmp.rename(path)
     return path
+
+
+SCORE_HEAD = "sam_mask_decoder.pred_obj_score_head.layers.2"
+
+
+def write_video_checkpoint(
+    preset: str, path: str | os.PathLike, seed: int = 0, score_scale: float = 30.0, score_shift: float = 0.0
+) -> Path:
+    """A seeded random checkpoint whose object-score head is rescaled and shifted.
+
+    With plain random weights the presence logit sits near -0.05 for every prompt, so every tracked
+    mask would be the constant "absent" value and any implementation would match. Scaling the head's
+    last layer spreads the logits and the shift makes most frames present and a few absent.
+    """
+    path = Path(path)
+    if not path.exists():
+        model = build_reference(preset)
+        sd = perturbed_state_dict(model, seed)
+        sd[f"{SCORE_HEAD}.weight"] *= score_scale
+        sd[f"{SCORE_HEAD}.bias"] = sd[f"{SCORE_HEAD}.bias"] * score_scale + score_shift
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": sd}, tmp)
+        tmp.rename(path)
+    return path
+
+
+def build_reference_video(preset: str, checkpoint: str | os.PathLike, image_size: int = 1024):
+    """The reference SAM2VideoPredictor on CPU with hole filling off (it needs CUDA there).
+
+    Its memory attention gets the memory cast to the compute dtype: the reference stores memories
+    in bfloat16 and relies on concatenation with float32 object pointers to promote them, which
+    fails when a frame has no pointer to attend to ("mat1 and mat2 must have the same dtype").
+    """
+    require_reference()
+    from sam2.build_sam import build_sam2_video_predictor
+
+    extra = [] if image_size == 1024 else [f"++model.image_size={image_size}"]
+    pred = build_sam2_video_predictor(
+        REFERENCE_CONFIGS[preset], str(checkpoint), device="cpu", hydra_overrides_extra=extra
+    )
+    pred.fill_hole_area = 0
+    attn = pred.memory_attention
+    plain_forward = attn.forward
+
+    def forward(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
+        dtype = curr[0].dtype if isinstance(curr, list) else curr.dtype
+        return plain_forward(curr, memory.to(dtype), curr_pos, memory_pos.to(dtype), num_obj_ptr_tokens)
+
+    attn.forward = forward
+    return pred.eval()

@@ -25,7 +25,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-__all__ = ["connected_components", "fill_holes", "fill_holes_and_sprinkles"]
+__all__ = ["connected_components", "fill_holes", "fill_holes_and_sprinkles", "keep_highest_object"]
 
 # The video predictor's hole filling binarises at 0 and marks filled pixels with this small positive
 # score, so that they count as foreground without dominating the memory encoder's sigmoid input.
@@ -242,3 +242,16 @@ def fill_holes(logits: torch.Tensor, max_area: float) -> torch.Tensor:
     labels, areas = connected_components(logits <= 0)
     holes = (labels > 0) & (areas <= max_area)
     return torch.where(holes, VIDEO_HOLE_SCORE, logits)
+
+
+def keep_highest_object(logits: torch.Tensor) -> torch.Tensor:
+    """Non-overlapping object masks: (N, 1, H, W) logits of N objects on one frame.
+
+    At each pixel only the object with the highest logit keeps its score; the others are clamped to
+    at most -10 (sigmoid ~ 4.5e-5), so thresholded masks never overlap.
+    """
+    if logits.shape[0] <= 1:
+        return logits
+    winner = logits.argmax(dim=0, keepdim=True)
+    ids = torch.arange(logits.shape[0], device=logits.device).view(-1, 1, 1, 1)
+    return torch.where(winner == ids, logits, logits.clamp(max=-10.0))

@@ -41,3 +41,19 @@ def to_model_coords(
         h, w = orig_hw
         coords = coords / torch.tensor([w, h], dtype=coords.dtype, device=coords.device)
     return coords * size
+
+
+def preprocess_video_frame(frame: np.ndarray, size: int, device: torch.device | str) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB video frame -> (1, 3, size, size) normalized float32 tensor on ``device``.
+
+    Video frames are resized as the official video loader does: bicubic in 8 bits (PIL), then
+    scaled to [0, 1] and normalized. (Still images use :func:`preprocess_image`, the image
+    predictor's float resize.) Tracking outputs therefore match the reference frame for frame.
+    """
+    from PIL import Image
+
+    small = np.array(Image.fromarray(np.ascontiguousarray(frame)).resize((size, size), Image.BICUBIC))
+    t = torch.from_numpy(small).to(device).permute(2, 0, 1)[None].float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=t.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=t.device).view(1, 3, 1, 1)
+    return t.sub_(mean).div_(std)

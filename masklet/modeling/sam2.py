@@ -45,6 +45,22 @@ class ImageFeatures:
 
 
 @dataclass
+class FrameResult:
+    """What tracking produces for B objects on one frame (the official ``track_step`` outputs).
+
+    - ``low_res_masks``: (B, 1, S/4, S/4) float32 logits of the chosen mask (``NO_OBJECT_SCORE`` where
+      the object is judged absent)
+    - ``high_res_masks``: (B, 1, S, S) float32, the same upsampled (input of the memory encoder)
+    - ``obj_ptr``: (B, 256) object pointer; ``object_score``: (B, 1) occlusion logit (> 0: present)
+    """
+
+    low_res_masks: torch.Tensor
+    high_res_masks: torch.Tensor
+    obj_ptr: torch.Tensor
+    object_score: torch.Tensor
+
+
+@dataclass
 class DecoderOutput:
     """Mask decoder output for B prompts (C = 3 with multimask output, else 1).
 
@@ -209,6 +225,125 @@ class SAM2Model(nn.Module):
             absent = (object_score <= 0).to(feats.dtype).view(-1, 1, 1, 1)
             feats = feats + absent * self.no_obj_embed_spatial.view(1, -1, 1, 1)
         return feats, pos
+
+    # ---------------------------------------------------------------- video
+    def segment_frame(
+        self,
+        pix_feat: torch.Tensor,
+        high_res: list[torch.Tensor],
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> FrameResult:
+        """Decode a video frame: ``pix_feat`` (B, 256, h, w) is the memory-conditioned embedding.
+
+        points: as in :meth:`decode` or None (a padding point is used, as in training);
+        mask_input: (B, 1, S/4, S/4) logits (the previous prediction during refinement) or None.
+        With multimask output the mask with the highest predicted IoU is chosen. Masks of absent
+        objects (object score <= 0) become ``NO_OBJECT_SCORE``.
+        """
+        b = pix_feat.shape[0]
+        if points is None:
+            coords = torch.zeros(b, 1, 2, device=pix_feat.device)
+            labels = -torch.ones(b, 1, dtype=torch.int32, device=pix_feat.device)
+            points = (coords, labels)
+        out = self.decode(pix_feat, high_res, points, mask_input, multimask_output)
+        present = out.object_score > 0
+        low = torch.where(present[:, :, None, None], out.low_res_masks, NO_OBJECT_SCORE).float()
+        token = out.tokens[:, 0]
+        if multimask_output:
+            best = out.iou.argmax(dim=-1)
+            rows = torch.arange(b, device=low.device)
+            low = low[rows, best][:, None]
+            if out.tokens.shape[1] > 1:
+                token = out.tokens[rows, best]
+        high = self.upscale_masks(low, self.image_size)
+        ptr = self.object_pointer(token, out.object_score)
+        return FrameResult(low, high, ptr, out.object_score)
+
+    def mask_as_output(
+        self, image_embed: torch.Tensor, high_res: list[torch.Tensor], mask: torch.Tensor
+    ) -> FrameResult:
+        """A mask prompt taken as the frame's output: (B, 1, S, S) binary mask -> logits of +-10.
+
+        The object pointer still comes from the decoder, prompted with the downsampled mask on the
+        raw (unconditioned) ``image_embed``; presence is decided by the mask being non-empty.
+        """
+        m = mask.float()
+        high = m * 20.0 - 10.0
+        side = self.cfg.low_res_mask_size
+        low = F.interpolate(high, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+        decoded = self.segment_frame(image_embed, high_res, None, self.mask_prompt_to_low_res(m), False)
+        present = (m.flatten(1) > 0).any(dim=1, keepdim=True).float()
+        ptr = present * decoded.obj_ptr + (1 - present) * self.no_obj_ptr
+        return FrameResult(low, high, ptr, present * 20.0 - 10.0)
+
+    def memory_pos_enc(self, h: int, w: int) -> torch.Tensor:
+        """(1, 64, h, w) spatial position encoding of memory features (the same for every frame)."""
+        pe = self.memory_encoder.position_encoding.encoding(h, w, self.device)
+        return pe[None].to(self.head_dtype)
+
+    def pointer_pos_enc(self, positions: list[int], max_pointers: int) -> torch.Tensor:
+        """(P, 64) temporal encoding of object pointers at signed/absolute frame distances.
+
+        SAM 2.0 uses none (zeros); 2.1 uses a sine encoding of distance / (max_pointers - 1) projected
+        by ``obj_ptr_tpos_proj``.
+        """
+        mem = self.cfg.mem_dim
+        if not self.cfg.traits.add_tpos_enc_to_obj_ptrs:
+            return torch.zeros(len(positions), mem, device=self.device, dtype=self.head_dtype)
+        dim = self.cfg.d_model if self.cfg.traits.proj_tpos_enc_in_obj_ptrs else mem
+        t = torch.tensor(positions, dtype=torch.float32, device=self.device) / max(max_pointers - 1, 1)
+        half = dim // 2
+        freq = 10000.0 ** (2 * (torch.arange(half, device=self.device) // 2) / half)
+        angles = t[:, None] / freq
+        return self.obj_ptr_tpos_proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
+
+    def attend_to_memories(
+        self,
+        image_embed: torch.Tensor,
+        image_pos: torch.Tensor,
+        memories: list[tuple[int, torch.Tensor]],
+        pointers: list[tuple[int, torch.Tensor]],
+        max_pointers: int,
+    ) -> torch.Tensor:
+        """Condition a frame on its memory bank (memory attention).
+
+        image_embed / image_pos: (B, 256, h, w) raw stride-16 features and their position encoding;
+        memories: (t_pos, features (B, 64, h, w)) with t_pos 0 for prompted frames and
+        1..num_maskmem-1 for recent ones (num_maskmem-1 = the previous frame);
+        pointers: (temporal position, object pointer (B, 256)). Returns (B, 256, h, w).
+        """
+        b, c, h, w = image_embed.shape
+        dtype = self.memory_attention.norm.weight.dtype
+        pos = self.memory_pos_enc(h, w).flatten(2).permute(2, 0, 1)
+        feats, feat_pos = [], []
+        for t_pos, mem in memories:
+            feats.append(mem.flatten(2).permute(2, 0, 1).to(dtype))
+            tpos = self.maskmem_tpos_enc[self.cfg.num_maskmem - t_pos - 1]
+            feat_pos.append((pos + tpos).expand(-1, b, -1).to(dtype))
+        num_ptr_tokens = 0
+        if pointers:
+            ptrs = torch.stack([p for _, p in pointers])  # (P, B, C)
+            ptr_pos = self.pointer_pos_enc([t for t, _ in pointers], max_pointers)
+            split = c // self.cfg.mem_dim
+            # each 256-d pointer becomes ``split`` 64-d memory tokens sharing one position
+            ptrs = ptrs.reshape(len(pointers), b, split, -1).permute(0, 2, 1, 3).flatten(0, 1)
+            ptr_pos = ptr_pos.repeat_interleave(split, dim=0)[:, None].expand(-1, b, -1)
+            feats.append(ptrs.to(dtype))
+            feat_pos.append(ptr_pos.to(dtype))
+            num_ptr_tokens = ptrs.shape[0]
+        curr = image_embed.flatten(2).permute(2, 0, 1).to(dtype)
+        curr_pos = image_pos.flatten(2).permute(2, 0, 1).to(dtype)
+        out = self.memory_attention(
+            curr,
+            torch.cat(feats),
+            curr_pos,
+            torch.cat(feat_pos),
+            num_ptr_tokens,
+            feat_size=(h, w),
+        )
+        return out.permute(1, 2, 0).reshape(b, c, h, w).to(self.head_dtype)
 
     @staticmethod
     def upscale_masks(low_res: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
