@@ -49,6 +49,15 @@ class MemoryBank:
     only_past_pointers: bool = True
     signed_pointer_positions: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("num_maskmem", "max_obj_ptrs", "stride"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"MemoryBank.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.max_cond_frames != -1 and self.max_cond_frames < 2:
+            raise ValueError(
+                f"MemoryBank.max_cond_frames must be -1 (all) or >= 2, got {self.max_cond_frames}"
+            )
+
     def select(
         self,
         frame_idx: int,
@@ -101,8 +110,6 @@ class MemoryBank:
     def _closest_cond(self, frame_idx: int, cond: Mapping[int, Out]) -> tuple[dict, dict]:
         if self.max_cond_frames == -1 or len(cond) <= self.max_cond_frames:
             return dict(cond), {}
-        if self.max_cond_frames < 2:
-            raise ValueError(f"max_cond_frames must be -1 or at least 2, got {self.max_cond_frames}")
         chosen: dict[int, Out] = {}
         before = max((t for t in cond if t < frame_idx), default=None)
         after = min((t for t in cond if t >= frame_idx), default=None)

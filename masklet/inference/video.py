@@ -217,15 +217,22 @@ class VideoPredictor(FrameTracker):
         Stopping early (break, an exception, Ctrl-C) keeps every frame finished so far.
         """
         s = inference_state
-        self.propagate_in_video_preflight(s)
         n = s.num_frames
-        if start_frame_idx is None:
-            start_frame_idx = min(t for o in s.objects for t in o.cond)
-        self._check_frame(s, start_frame_idx)
+        if start_frame_idx is not None:
+            self._check_frame(s, start_frame_idx)
         if max_frame_num_to_track is None:
             max_frame_num_to_track = n
-        if max_frame_num_to_track < 0:
-            raise PromptError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
+        if (
+            not isinstance(max_frame_num_to_track, (int, np.integer))
+            or isinstance(max_frame_num_to_track, bool)
+            or max_frame_num_to_track < 0
+        ):
+            raise PromptError(
+                f"max_frame_num_to_track must be an int >= 0 or None, got {max_frame_num_to_track!r}"
+            )
+        self.propagate_in_video_preflight(s)
+        if start_frame_idx is None:
+            start_frame_idx = min(t for o in s.objects for t in o.cond)
         if reverse:
             end = max(start_frame_idx - max_frame_num_to_track, 0)
             order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)

@@ -22,6 +22,11 @@ class FrameTracker:
     def __init__(self, model: SAM2Model, bank: MemoryBank, fill_hole_area: float) -> None:
         if fill_hole_area < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        if bank.num_maskmem > model.cfg.num_maskmem:
+            raise ValueError(
+                f"the memory bank has {bank.num_maskmem} memory slots but the model encodes only "
+                f"{model.cfg.num_maskmem} temporal positions; use num_maskmem <= {model.cfg.num_maskmem}"
+            )
         self.model = model
         self.bank = bank
         self.fill_hole_area = fill_hole_area

@@ -18,6 +18,12 @@ import math
 import torch
 
 from masklet.modeling.common import Attention
+from masklet.modeling.kernels import softmax_attention
+
+# Query-key pairs scored per step by the CPU memory-attention kernel. Memory attention has one head of
+# width 256 over ~29k memory keys: large slabs keep its two GEMMs efficient (measured in
+# benchmarks/bench_video.py; smaller blocks and SDPA are slower here in float32 and bfloat16).
+MEMORY_ATTN_BLOCK_ELEMS = 1 << 24
 
 
 def axial_rope_angles(head_dim: int, h: int, w: int, theta: float = 10000.0) -> torch.Tensor:
@@ -155,3 +161,12 @@ class RoPEAttention(Attention):
         k = self.rope.rotate(self._heads(self.k_proj(k)), h, w, num_k_exclude_rope, self.rope_k_repeat)
         v = self._heads(self.v_proj(v))
         return self.out_proj(self._merge(self._attend(q, k, v)))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(B, heads, L, d) in and out; the blocked kernel on CPU at inference, else SDPA."""
+        if self.training or q.device.type != "cpu" or torch.is_grad_enabled():
+            return super()._attend(q, k, v)
+        out = softmax_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_elems=MEMORY_ATTN_BLOCK_ELEMS
+        )
+        return out.transpose(1, 2)

@@ -249,3 +249,19 @@ def test_rope_rejects_bad_shapes():
         rope.rotate(x, 8, 8, num_exclude=80, repeat=True)
     with pytest.raises(ValueError, match="divisible by 4"):
         AxialRoPE(66)
+
+
+@pytest.mark.parametrize("block", [None, 5000])
+def test_rope_attention_cpu_kernel_matches_plain_sdpa(monkeypatch, block):
+    """The blocked CPU kernel used at inference equals the plain SDPA path (used with autograd)."""
+    import masklet.modeling.rope as rope_module
+
+    if block is not None:  # several query slabs per call
+        monkeypatch.setattr(rope_module, "MEMORY_ATTN_BLOCK_ELEMS", block)
+    torch.manual_seed(0)
+    attn = RoPEAttention(256, 1, kv_in_dim=64, rope_k_repeat=True).eval()
+    q, k = torch.randn(2, 256, 256), torch.randn(2, 3 * 256 + 8, 64)
+    with torch.no_grad():
+        fast = attn(q, k, k, num_k_exclude_rope=8)
+    plain = attn(q.requires_grad_(), k, k, num_k_exclude_rope=8).detach()
+    assert rel_err(fast, plain) <= 1e-5
