@@ -26,6 +26,7 @@ from masklet.inference.image import ImagePredictor
 from masklet.io.masks import decode_rle
 from masklet.modeling.sam2 import SAM2Model
 from masklet.presets import PRESETS, get_preset
+from tests.cli_support import run
 from tests.conftest import synthetic_image
 from tests.test_checkpoints import _closed_port
 from tests.test_checkpoints import server as server  # the local HTTP server fixture
@@ -79,13 +80,6 @@ def predict_calls(monkeypatch) -> list[dict]:
 
     monkeypatch.setattr(ImagePredictor, "predict", spy)
     return calls
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``masklet *argv`` run in this process."""
-    rc = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def check_outputs(out: Path, stem: str, hw: tuple[int, int], n_masks: int) -> dict:
@@ -403,58 +397,6 @@ def test_download_puts_the_file_in_the_cache(capsys, monkeypatch, tmp_path, serv
     assert sorted(p.name for p in target.parent.iterdir()) == ["sam2.1_hiera_tiny.pt"]
 
 
-# ---------------------------------------------------------------------------------------------- demo
-
-
-def test_demo_offline_falls_back_to_random_weights(capsys, tmp_path, offline):
-    images = tmp_path / "images"
-    images.mkdir()
-    sizes = {"a": (64, 80), "b": (80, 64)}
-    for stem, (h, w) in sizes.items():
-        Image.fromarray(synthetic_image(h, w, seed=len(stem) + h)).save(images / f"{stem}.png")
-    (images / "notes.txt").write_text("not an image")
-    out = tmp_path / "demo"
-    rc, stdout, stderr = run(capsys, "demo", "--images", images, "--out", out, *FAST)
-    assert rc == 0
-    assert re.fullmatch(
-        rf"official sam2\.1_hiera_tiny checkpoint unavailable \(could not download "
-        rf"{re.escape(offline)}/092824/sam2\.1_hiera_tiny\.pt .*\): running on RANDOM weights, "
-        r"masks are meaningless\n",
-        stderr,
-    ), stderr
-    assert [line.split(":")[0] for line in stdout.splitlines()] == ["a", "b"]
-    assert stdout.count("[RANDOM WEIGHTS]") == 2
-    for stem, hw in sizes.items():
-        for kind in ("point", "box"):
-            result = check_outputs(out, f"{stem}_{kind}", hw, 1)
-            assert (result["weights"], result["prompt"], result["image"]) == ("random", kind, stem)
-    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
-
-
-@pytest.mark.parametrize(
-    "folder, message", [("empty", "no .jpg/.png images in"), ("absent", "is not a folder")]
-)
-def test_demo_without_images_is_one_line(folder, message, capsys, tmp_path):
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "readme.txt").write_text("no images here")
-    rc, stdout, stderr = run(capsys, "demo", "--images", tmp_path / folder, "--out", tmp_path / "out", *FAST)
-    assert (rc, stdout) == (2, "")
-    assert stderr.count("\n") == 1 and stderr.startswith("masklet demo: error: ")
-    assert message in stderr and str(tmp_path / folder) in stderr
-    assert not (tmp_path / "out").exists()
-
-
-def test_demo_does_not_replace_a_named_checkpoint_by_random_weights(capsys, tmp_path, image_path):
-    bad = _write(tmp_path / "bad.pt", b"junk")
-    rc, stdout, stderr = run(
-        capsys, "demo", "--images", tmp_path, "--checkpoint", bad, "--out", tmp_path / "o", *FAST
-    )
-    assert (rc, stdout) == (2, "")
-    assert (
-        stderr.count("\n") == 1 and "bad.pt is not a PyTorch checkpoint" in stderr and "RANDOM" not in stderr
-    )
-
-
 # ------------------------------------------------------------------------------------- a real process
 
 
@@ -467,7 +409,7 @@ def test_real_process_help_and_error(tmp_path):
     helped = subprocess.run(
         [sys.executable, "-m", "masklet.cli", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
-    assert helped.returncode == 0 and "{segment,models,download,demo}" in helped.stdout
+    assert helped.returncode == 0 and "{segment,track,models,download,demo}" in helped.stdout
     failed = subprocess.run(
         [sys.executable, "-m", "masklet.cli", "segment", "missing.png", "--point", "1,1", "--out", "o"],
         cwd=tmp_path,

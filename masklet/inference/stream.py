@@ -77,7 +77,9 @@ class StreamTracker(FrameTracker):
     """Tracks objects on frames given one at a time (see the module docstring).
 
     Args mirror :class:`masklet.VideoPredictor`; ``max_prompt_frames`` bounds the prompted frames
-    kept per object (the first and the most recent ones).
+    kept per object (the first and the most recent ones). ``add_all_frames_to_correct_as_cond`` is on
+    by default here: a correction made on a live frame stays in memory as a prompted frame (up to
+    ``max_prompt_frames``) instead of fading out of the recent-frame window.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class StreamTracker(FrameTracker):
         memory_bank: MemoryBank | None = None,
         memory_dtype: torch.dtype = torch.bfloat16,
         max_prompt_frames: int = 8,
+        add_all_frames_to_correct_as_cond: bool = True,
     ) -> None:
         cfg = model.cfg
         bank = memory_bank or MemoryBank(
@@ -101,6 +104,7 @@ class StreamTracker(FrameTracker):
             raise ValueError(f"max_prompt_frames must be >= 1, got {max_prompt_frames}")
         self.non_overlap_masks = non_overlap_masks
         self.max_prompt_frames = max_prompt_frames
+        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self._s = _StreamState(self.device, memory_dtype)
 
     @property
@@ -155,13 +159,13 @@ class StreamTracker(FrameTracker):
             coords, lab = torch.cat([old_c, coords], dim=1), torch.cat([old_l, lab], dim=1)
         obj.points[t] = (coords, lab)
         obj.masks.pop(t, None)
-        is_init = t not in obj.tracked
-        prev = obj.latest(t, is_init)
+        is_init, is_cond = self._prompt_kind(obj, t)
+        prev = obj.latest(t, is_cond)
         prev_logits = None
         if prev is not None and prev.pred_masks is not None:
             prev_logits = prev.pred_masks.to(self.device).clamp(-32.0, 32.0)
         outs, _ = self._track(s, [obj], t, is_init, False, (coords, lab), None, False, prev_logits)
-        obj.temp(is_init)[t] = outs[0]
+        obj.temp(is_cond)[t] = outs[0]
         return self._result()
 
     @torch.inference_mode()
@@ -182,9 +186,9 @@ class StreamTracker(FrameTracker):
         t = s.frame_idx
         obj.masks[t] = m
         obj.points.pop(t, None)
-        is_init = t not in obj.tracked
+        is_init, is_cond = self._prompt_kind(obj, t)
         outs, _ = self._track(s, [obj], t, is_init, False, None, m, False, None)
-        obj.temp(is_init)[t] = outs[0]
+        obj.temp(is_cond)[t] = outs[0]
         return self._result()
 
     def remove_object(self, obj_id: int) -> None:
@@ -220,6 +224,16 @@ class StreamTracker(FrameTracker):
                 return o
         self._s.objects.append(ObjectTrack(int(obj_id)))
         return self._s.objects[-1]
+
+    def _prompt_kind(self, obj: ObjectTrack, t: int) -> tuple[bool, bool]:
+        """(is_init: decode without memory, is_cond: keep as a prompted frame) for a prompt on frame t.
+
+        A first prompt is decoded on its own; a correction on a tracked frame sees the memory. Both
+        become prompted (conditioning) frames unless ``add_all_frames_to_correct_as_cond`` is off, in
+        which case a correction is an ordinary tracked frame that leaves memory after the window.
+        """
+        is_init = t not in obj.tracked
+        return is_init, is_init or self.add_all_frames_to_correct_as_cond
 
     def _features(self, s, frame_idx: int) -> ImageFeatures:
         return s.features

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io.frames import FrameLoader, open_frames
+from ..io.frame_loader import FrameLoader
+from ..io.frames import open_frames
 from ..modeling.sam2 import NO_OBJECT_SCORE, ImageFeatures, SAM2Model
 from .memory_bank import MemoryBank
 from .postprocess import keep_highest_object

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..io.frames import FrameLoader, FrameSource
+from ..io.frame_loader import FrameLoader
+from ..io.frames import FrameSource
 from ..modeling.sam2 import ImageFeatures
 
 

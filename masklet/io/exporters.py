@@ -326,15 +326,22 @@ class RleFrames:
 class RleJsonWriter(_Writer):
     """A JSON file of every frame's masks as compressed COCO RLE, written atomically on close.
 
-    Layout: ``{"video": str, "height": H, "width": W, "frames": {"<frame_idx>": {"<obj_id>":
-    {"size": [H, W], "counts": str}}}}``; ``pycocotools.mask.decode`` reads each RLE as is. Only the
+    Layout: ``{"video": str, <meta keys>, "height": H, "width": W, "frames": {"<frame_idx>": {"<obj_id>":
+    {"size": [H, W], "counts": str}}}}``; ``pycocotools.mask.decode`` reads each RLE as is. ``meta``:
+    extra JSON-serialisable keys (e.g. the model and weights used). Only the
     RLE strings stay in memory; the file appears (temporary file + rename) when the writer closes, so a
     reader never sees half a file. A frame written twice keeps the later masks.
     """
 
-    def __init__(self, path: str | os.PathLike, video_name: str, height: int, width: int) -> None:
+    def __init__(
+        self, path: str | os.PathLike, video_name: str, height: int, width: int, meta: dict | None = None
+    ) -> None:
         self.path = Path(path)
         self.video_name = str(video_name)
+        self.meta = dict(meta or {})
+        clash = sorted(set(self.meta) & {"video", "height", "width", "frames"})
+        if clash:
+            raise ValueError(f"meta keys {clash} would replace the layout's own keys; rename them")
         self.store = RleFrames(height, width)
         self.closed = False
 
@@ -356,6 +363,7 @@ class RleJsonWriter(_Writer):
         self.closed = True
         doc = {
             "video": self.video_name,
+            **self.meta,
             "height": self.store.height,
             "width": self.store.width,
             "frames": self.store.to_dict(),

@@ -49,23 +49,29 @@ def linear(
     bias: torch.Tensor | None = None,
     gelu: bool = False,
     residual: torch.Tensor | None = None,
+    relu: bool = False,
 ) -> torch.Tensor:
-    """``F.linear`` with an optional exact (erf) GELU after it, or a residual added to it.
+    """``F.linear`` with an optional exact (erf) GELU or a ReLU after it, or a residual added to it.
 
     x: (..., in) any strides; weight: (out, in); residual: (..., out) -> (..., out) contiguous. On CPU
-    without autograd it runs as one oneDNN primitive with the GELU / residual fused into the GEMM;
-    otherwise it is exactly ``residual + F.linear(x, weight, bias)`` (or ``F.gelu(F.linear(...))``).
+    without autograd it runs as one oneDNN primitive with the GELU / ReLU / residual fused into the
+    GEMM; otherwise it is exactly ``residual + F.linear(x, weight, bias)`` (or ``F.gelu(F.linear(...))``,
+    ``F.relu(F.linear(...))``).
     """
-    if gelu and residual is not None:
-        raise ValueError("linear() fuses either a GELU or a residual, not both")
+    if gelu + relu + (residual is not None) > 1:
+        raise ValueError("linear() fuses one of a GELU, a ReLU or a residual, not several")
     if onednn_applies(x, weight):
         op = torch.ops.mkldnn._linear_pointwise
         if residual is not None:
             return op.binary(x, residual.contiguous(), weight, bias, "add")
-        return op(x, weight, bias, "gelu", [], "none") if gelu else op(x, weight, bias, "none", [], "")
+        if gelu:
+            return op(x, weight, bias, "gelu", [], "none")
+        return op(x, weight, bias, "relu" if relu else "none", [], "")
     y = F.linear(x, weight, bias)
     if gelu:
         return F.gelu(y)
+    if relu:
+        return F.relu(y)
     return y if residual is None else residual + y
 
 
@@ -88,8 +94,9 @@ def softmax_attention(
 ) -> torch.Tensor:
     """Exact multi-head softmax attention, token-major, computed a cache-sized block at a time.
 
-    q: (B, Lq, heads, d), k and v: (B, Lk, heads, d), any strides (views into a fused qkv projection are
-    fine) -> (B, Lq, heads, d) contiguous, so a free view makes it (B, Lq, heads * d). Same result as
+    q and k: (B, Lq / Lk, heads, d), v: (B, Lk, heads, dv), any strides (views into a fused qkv
+    projection, or v expanded over heads, are fine) -> (B, Lq, heads, dv) contiguous, so a free view
+    makes it (B, Lq, heads * dv). Same result as
     ``F.scaled_dot_product_attention`` (softmax(q k^T / sqrt(d)) v). On CPU it is several times faster
     here: the flash kernel is slow for head_dim 96, and the plain formula spills a (Lq, Lk) score matrix
     per head out of cache. Each step scores at most ``block_elems`` (default ``_ATTN_BLOCK_ELEMS``)
@@ -105,7 +112,7 @@ def softmax_attention(
     lk = k.shape[1]
     block_elems = block_elems or _ATTN_BLOCK_ELEMS
     q = q * d**-0.5
-    out = q.new_empty(b, lq, heads, d) if out is None else out
+    out = q.new_empty(b, lq, heads, v.shape[-1]) if out is None else out
     rows = max(1, min(lq, block_elems // lk))  # queries per step
     batch = max(1, min(b, block_elems // (rows * lk)))  # batch entries (windows) per step
     k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, Lk, d)

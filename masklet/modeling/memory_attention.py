@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masklet.modeling.kernels import linear
 from masklet.modeling.rope import AxialRoPE, RoPEAttention, square_side
 
 
@@ -81,8 +82,11 @@ class MemoryAttentionLayer(nn.Module):
         y = self.norm2(x)
         y = self.cross_attn_image(y, memory_keys, memory, num_k_exclude_rope, feat_size)
         x = x + self._drop(y)
-        y = F.relu(self.linear1(self.norm3(x)), inplace=True)
-        return x + self._drop(self.linear2(self._drop(y)))
+        if self.training and self.dropout_p > 0:
+            y = F.relu(self.linear1(self.norm3(x)), inplace=True)
+            return x + self._drop(self.linear2(self._drop(y)))
+        y = linear(self.norm3(x), self.linear1.weight, self.linear1.bias, relu=True)
+        return linear(y, self.linear2.weight, self.linear2.bias, residual=x)
 
 
 class MemoryAttention(nn.Module):

@@ -18,12 +18,17 @@ import math
 import torch
 
 from masklet.modeling.common import Attention
-from masklet.modeling.kernels import softmax_attention
+from masklet.modeling.kernels import linear, softmax_attention
 
-# Query-key pairs scored per step by the CPU memory-attention kernel. Memory attention has one head of
-# width 256 over ~29k memory keys: large slabs keep its two GEMMs efficient (measured in
-# benchmarks/bench_video.py; smaller blocks and SDPA are slower here in float32 and bfloat16).
-MEMORY_ATTN_BLOCK_ELEMS = 1 << 24
+# Bytes of attention scores per step of the CPU memory-attention kernel (one head of width 256 over
+# ~29k memory keys). Measured on a 2-core AMD EPYC: the score GEMM (rows x 256 @ 256 x 29k) runs at
+# ~370 GFLOP/s in float32 while its output fits in ~16 MiB of cache and drops to ~215 beyond; 16 MiB is
+# also the fastest block for the whole layer in bfloat16.
+MEMORY_ATTN_BLOCK_BYTES = 16 * 2**20
+
+
+def _block_elems(q: torch.Tensor) -> int:
+    return MEMORY_ATTN_BLOCK_BYTES // q.element_size()
 
 
 def axial_rope_angles(head_dim: int, h: int, w: int, theta: float = 10000.0) -> torch.Tensor:
@@ -98,6 +103,11 @@ class AxialRoPE:
         return out
 
 
+def _apply(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``, through the fused CPU kernel at inference (:func:`masklet.modeling.kernels.linear`)."""
+    return linear(x, layer.weight, layer.bias)
+
+
 def square_side(num_tokens: int) -> int:
     """Side of the square grid holding ``num_tokens`` tokens; raises if there is none."""
     side = math.isqrt(num_tokens)
@@ -157,16 +167,47 @@ class RoPEAttention(Attention):
             side = square_side(q.shape[1])
             feat_size = (side, side)
         h, w = feat_size
-        q = self.rope.rotate(self._heads(self.q_proj(q)), h, w)
-        k = self.rope.rotate(self._heads(self.k_proj(k)), h, w, num_k_exclude_rope, self.rope_k_repeat)
-        v = self._heads(self.v_proj(v))
-        return self.out_proj(self._merge(self._attend(q, k, v)))
+        q = self.rope.rotate(self._heads(_apply(self.q_proj, q)), h, w)
+        k = self.rope.rotate(
+            self._heads(_apply(self.k_proj, k)), h, w, num_k_exclude_rope, self.rope_k_repeat
+        )
+        if self._fast_cpu(q) and v.shape[-1] < q.shape[-1]:
+            out = self._attend_then_project_values(q, k, v)
+        else:
+            out = self._attend(q, k, self._heads(_apply(self.v_proj, v)))
+        return _apply(self.out_proj, self._merge(out))
+
+    def _fast_cpu(self, q: torch.Tensor) -> bool:
+        return not self.training and q.device.type == "cpu" and not torch.is_grad_enabled()
+
+    def _attend_then_project_values(
+        self, q: torch.Tensor, k: torch.Tensor, v_in: torch.Tensor
+    ) -> torch.Tensor:
+        """``_attend(q, k, heads(v_proj(v_in)))`` with the value projection moved after the attention.
+
+        Softmax weights sum to 1 per query, so ``A @ (v_in W^T + b) = (A @ v_in) W^T + b``. Memory
+        tokens are 64 wide and heads 256: mixing the raw tokens does a quarter of the work of mixing
+        projected ones (the largest GEMM of video tracking). Same math, another rounding order;
+        tested against the plain path.
+
+        q, k: (B, heads, L, d); v_in: (B, Lk, kv_in_dim) -> (B, heads, Lq, d).
+        """
+        b, heads, _, d = q.shape
+        raw = v_in.unsqueeze(2).expand(b, v_in.shape[1], heads, v_in.shape[2])
+        mixed = softmax_attention(
+            q.transpose(1, 2), k.transpose(1, 2), raw, block_elems=_block_elems(q)
+        )  # (B, Lq, heads, kv_in_dim)
+        weight = self.v_proj.weight.view(heads, d, -1)
+        out = torch.einsum("blhc,hdc->bhld", mixed, weight)
+        if self.v_proj.bias is not None:
+            out = out + self.v_proj.bias.view(1, heads, 1, d)
+        return out
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """(B, heads, L, d) in and out; the blocked kernel on CPU at inference, else SDPA."""
-        if self.training or q.device.type != "cpu" or torch.is_grad_enabled():
+        if not self._fast_cpu(q):
             return super()._attend(q, k, v)
         out = softmax_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_elems=MEMORY_ATTN_BLOCK_ELEMS
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_elems=_block_elems(q)
         )
         return out.transpose(1, 2)

@@ -161,6 +161,18 @@ def test_rle_json_round_trips_through_pycocotools(tmp_path):
             assert decoded.shape == (H, W) and np.array_equal(decoded.astype(bool), expected)
 
 
+def test_rle_json_records_meta_keys_but_not_over_its_own(tmp_path):
+    ids, masks = two_objects()
+    meta = {"model": "sam2.1_hiera_tiny", "weights": "random"}
+    with RleJsonWriter(tmp_path / "m.json", "v", H, W, meta=meta) as writer:
+        writer.write(0, ids, masks)
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert list(doc) == ["video", "model", "weights", "height", "width", "frames"]
+    assert (doc["model"], doc["weights"], list(doc["frames"])) == ("sam2.1_hiera_tiny", "random", ["0"])
+    with pytest.raises(ValueError, match=r"meta keys \['frames', 'height'\] would replace"):
+        RleJsonWriter(tmp_path / "n.json", "v", H, W, meta={"frames": 1, "height": 2})
+
+
 def test_rle_json_keeps_the_later_result_of_a_frame(tmp_path):
     ids, masks = two_objects()
     with RleJsonWriter(tmp_path / "m.json", "v", H, W) as writer:

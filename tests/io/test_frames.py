@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 
 from masklet.inference.transforms import preprocess_video_frame
+from masklet.io.frame_loader import FrameLoader
 from masklet.io.frames import (
     ArraySource,
     FrameError,
-    FrameLoader,
     FrameSource,
     ImageFolderSource,
     VideoFileSource,

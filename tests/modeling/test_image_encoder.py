@@ -197,11 +197,17 @@ def test_fused_linear_matches_plain(dtype):
         plain = F.linear(x.float(), w.float(), b.float())
         torch.testing.assert_close(linear(x, w, b).float(), plain, atol=tol, rtol=tol)
         torch.testing.assert_close(linear(x, w, b, gelu=True).float(), F.gelu(plain), atol=tol, rtol=tol)
+        torch.testing.assert_close(linear(x, w, b, relu=True).float(), F.relu(plain), atol=tol, rtol=tol)
         torch.testing.assert_close(linear(x, w, None).float(), plain - b.float(), atol=tol, rtol=tol)
         fused = linear(x, w, b, residual=res).float()
         torch.testing.assert_close(fused, plain + res.float(), atol=tol, rtol=tol)
-    with pytest.raises(ValueError, match="either a GELU or a residual"):
-        linear(x, w, b, gelu=True, residual=res)
+    for combo in (
+        {"gelu": True, "residual": res},
+        {"relu": True, "residual": res},
+        {"gelu": True, "relu": True},
+    ):
+        with pytest.raises(ValueError, match="one of a GELU, a ReLU or a residual"):
+            linear(x, w, b, **combo)
 
 
 def test_fused_linear_keeps_autograd():

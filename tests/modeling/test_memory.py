@@ -251,17 +251,40 @@ def test_rope_rejects_bad_shapes():
         AxialRoPE(66)
 
 
-@pytest.mark.parametrize("block", [None, 5000])
-def test_rope_attention_cpu_kernel_matches_plain_sdpa(monkeypatch, block):
-    """The blocked CPU kernel used at inference equals the plain SDPA path (used with autograd)."""
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("block", [None, 20000])
+def test_rope_attention_cpu_kernel_matches_plain_sdpa(monkeypatch, block, heads):
+    """The CPU inference path (blocked kernel, value projection after the attention) equals the plain
+    SDPA path (used with autograd), and really mixes the 64-wide raw memory tokens."""
     import masklet.modeling.rope as rope_module
 
     if block is not None:  # several query slabs per call
-        monkeypatch.setattr(rope_module, "MEMORY_ATTN_BLOCK_ELEMS", block)
+        monkeypatch.setattr(rope_module, "MEMORY_ATTN_BLOCK_BYTES", block)
+    value_widths = []
+    kernel = rope_module.softmax_attention
+
+    def spy(q, k, v, **kw):
+        value_widths.append(v.shape[-1])
+        return kernel(q, k, v, **kw)
+
+    monkeypatch.setattr(rope_module, "softmax_attention", spy)
+    torch.manual_seed(0)
+    attn = RoPEAttention(256, heads, kv_in_dim=64, rope_k_repeat=True).eval()
+    q, k, v = torch.randn(2, 256, 256), torch.randn(2, 3 * 256 + 8, 64), torch.randn(2, 3 * 256 + 8, 64)
+    with torch.no_grad():
+        fast = attn(q, k, v, num_k_exclude_rope=8)
+    assert value_widths == [64]
+    plain = attn(q.requires_grad_(), k, v, num_k_exclude_rope=8).detach()
+    assert value_widths == [64], "the autograd path must not use the CPU kernel"
+    assert rel_err(fast, plain) <= 1e-5
+
+
+def test_rope_attention_cpu_kernel_bf16_close_to_float32():
     torch.manual_seed(0)
     attn = RoPEAttention(256, 1, kv_in_dim=64, rope_k_repeat=True).eval()
-    q, k = torch.randn(2, 256, 256), torch.randn(2, 3 * 256 + 8, 64)
+    q, k, v = torch.randn(1, 256, 256), torch.randn(1, 2 * 256 + 4, 64), torch.randn(1, 2 * 256 + 4, 64)
     with torch.no_grad():
-        fast = attn(q, k, k, num_k_exclude_rope=8)
-    plain = attn(q.requires_grad_(), k, k, num_k_exclude_rope=8).detach()
-    assert rel_err(fast, plain) <= 1e-5
+        ref = attn(q, k, v, num_k_exclude_rope=4)
+        low = attn.to(torch.bfloat16)(q.bfloat16(), k.bfloat16(), v.bfloat16(), num_k_exclude_rope=4)
+    assert low.dtype == torch.bfloat16
+    assert cosine(low, ref) > 0.999

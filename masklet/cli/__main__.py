@@ -1,0 +1,7 @@
+"""``python -m masklet.cli``: the ``masklet`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

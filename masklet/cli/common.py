@@ -1,0 +1,162 @@
+"""What every ``masklet`` command shares: the user-error type, number parsing, model options and loading."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+# ------------------------------------------------------------------ argument parsing helpers
+def parse_floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
+    """Comma-separated numbers, as many as one of ``n``; ArgumentTypeError naming ``what`` otherwise."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if len(vals) not in n:
+        raise argparse.ArgumentTypeError(f"{what} needs {' or '.join(map(str, n))} numbers, got {text!r}")
+    return vals
+
+
+def parse_point(text: str) -> list[float]:
+    """``X,Y[,LABEL]`` -> [x, y, label] (label 1 unless given)."""
+    vals = parse_floats(text, (2, 3), "--point X,Y[,LABEL]")
+    if len(vals) == 3 and vals[2] not in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f"--point label must be 1 (object) or 0 (background), got {text!r}")
+    return vals if len(vals) == 3 else vals + [1.0]
+
+
+def parse_box(text: str) -> list[float]:
+    """``X0,Y0,X1,Y1`` -> [x0, y0, x1, y1]."""
+    return parse_floats(text, (4,), "--box X0,Y0,X1,Y1")
+
+
+def add_model_args(p: argparse.ArgumentParser, image_size_help: str | None = None) -> None:
+    """The options that pick and place the model, shared by every command that runs one."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=None,
+        help=f"preset name or alias (default: inferred from --checkpoint, else {DEFAULT_MODEL})",
+    )
+    g.add_argument(
+        "--checkpoint", type=Path, help="path to a .pt / .safetensors checkpoint (default: cache/download)"
+    )
+    g.add_argument("--dtype", default="auto", help="auto (bf16 where fast), fp32 or bf16 (default: auto)")
+    g.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help=image_size_help or "model input size, e.g. 512/768 for speed",
+    )
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use seeded random weights (masks are meaningless; for testing the pipeline only)",
+    )
+
+
+def check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; expected a folder (it is created if missing)")
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (multi-line messages, e.g. key mismatch reports, joined)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(exc).__name__
+
+
+# ------------------------------------------------------------------ model loading
+def load_model(args, allow_random_fallback: bool = False):
+    """Returns (model, weights_label). weights_label is 'official', 'checkpoint:<path>' or 'random'."""
+    from .. import checkpoints
+    from ..runtime import parse_dtype
+
+    device = parse_device(args.device)
+    dtype = parse_dtype(args.dtype, device)
+    name = args.model or DEFAULT_MODEL
+    if args.random_weights:
+        if args.checkpoint is not None:
+            raise CLIError("--random-weights and --checkpoint exclude each other; pass only one of them")
+        return random_model(name, device, dtype, args.image_size), "random"
+    try:
+        if args.checkpoint is not None:
+            model = checkpoints.build_model(
+                args.model or "auto",
+                args.checkpoint,
+                device=device,
+                dtype=dtype,
+                image_size=args.image_size,
+            )
+            return model, f"checkpoint:{args.checkpoint}"
+        model = checkpoints.build_model(name, None, device=device, dtype=dtype, image_size=args.image_size)
+        return model, "official"
+    except checkpoints.CheckpointError as exc:
+        # Only a missing official file falls back: a checkpoint the user named must load or fail.
+        if not allow_random_fallback or args.checkpoint is not None:
+            raise CLIError(str(exc)) from None
+        print(
+            f"official {name} checkpoint unavailable ({one_line(exc)}): "
+            "running on RANDOM weights, masks are meaningless",
+            file=sys.stderr,
+        )
+        return random_model(name, device, dtype, args.image_size), "random"
+
+
+def load_model_late(args, allow_random_fallback: bool = False):
+    """:func:`load_model` as ``masklet.cli.load_model`` is at call time.
+
+    Commands load through the package attribute so that one replacement there (a test that checks no
+    model loads before the prompts are checked, an embedder's own loader) covers every command.
+    """
+    package = importlib.import_module(__package__)
+    return package.load_model(args, allow_random_fallback=allow_random_fallback)
+
+
+def parse_device(text: str | None):
+    """torch.device for --device (None: the best available); CLIError if unknown or not on this machine."""
+    import torch
+
+    from ..runtime import default_device
+
+    if not text:
+        return default_device()
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"unknown --device {text!r}: use cpu, cuda, cuda:N or mps") from None
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, True):
+        raise CLIError(
+            f"--device {text}: {device.type} is not available on this machine; use --device cpu, "
+            "or leave --device out to use the best device there is"
+        )
+    return device
+
+
+def random_model(name, device, dtype, image_size):
+    import torch
+
+    from ..modeling.sam2 import SAM2Model
+    from ..presets import get_preset
+
+    torch.manual_seed(0)
+    model = SAM2Model(get_preset(name, image_size))
+    return model.to(device=device).set_compute_dtype(dtype).eval()
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean the input was wrong (the messages say what to do), not a bug."""
+    from ..checkpoints import CheckpointError
+
+    return (CLIError, CheckpointError, ValueError, OSError)
