@@ -7,9 +7,11 @@ Public API::
     predictor = masklet.ImagePredictor(model)
     video = masklet.VideoPredictor(model)                       # state = video.init_state("clip.mp4")
     stream = masklet.StreamTracker(model)                       # live frames, one at a time
+    everything = masklet.AutoMaskGenerator(model)               # records = everything.generate(image)
 """
 
 from .checkpoints import CheckpointError, build_model, download_checkpoint, list_models
+from .inference.automask import AutoMaskGenerator
 from .inference.image import ImagePredictor
 from .inference.memory_bank import MemoryBank
 from .inference.stream import StreamResult, StreamTracker
@@ -22,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "AutoMaskGenerator",
     "CheckpointError",
     "FrameError",
     "ImagePredictor",

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,6 +116,45 @@ def write_video_checkpoint(
     return path
 
 
+def write_automask_checkpoint(preset: str, path: str | os.PathLike, seed: int = 0) -> Path:
+    """A seeded random checkpoint whose masks are small, point-dependent blobs, for "segment everything".
+
+    Plain random weights give every point of a grid the same image-wide speckle (its box is the whole
+    image), so box NMS keeps one mask and the generator's filtering is never exercised. Here the mask
+    decoder is smoothed and made to listen to the point: the stride-4/8 detail path (``conv_s0``,
+    ``conv_s1``) is zeroed, the transposed convolutions use one weight for all four taps (no 2x2
+    checkerboard), the learned tokens are shrunk so that the point's position encoding dominates the
+    mask tokens, and the hypernetwork outputs are scaled so that logits spread well past the stability
+    offset. Both implementations load the file unchanged: it is an official-format checkpoint.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    with torch.random.fork_rng():  # the same weights in every run: mask counts depend on them
+        torch.manual_seed(seed)
+        model = build_reference(preset)
+    sd = perturbed_state_dict(model, seed)
+    dec = "sam_mask_decoder."
+    for name in ("conv_s0", "conv_s1"):
+        sd[f"{dec}{name}.weight"].zero_()
+        sd[f"{dec}{name}.bias"].zero_()
+    for name in ("output_upscaling.0.weight", "output_upscaling.3.weight"):
+        w = sd[dec + name]
+        sd[dec + name] = w.mean(dim=(2, 3), keepdim=True).expand_as(w).contiguous()
+    tokens = [f"{dec}iou_token.weight", f"{dec}mask_tokens.weight", f"{dec}obj_score_token.weight"]
+    tokens += ["sam_prompt_encoder.not_a_point_embed.weight"]
+    tokens += [f"sam_prompt_encoder.point_embeddings.{i}.weight" for i in range(4)]
+    for name in tokens:
+        sd[name] *= 0.03
+    for i in range(4):
+        for kind in ("weight", "bias"):
+            sd[f"{dec}output_hypernetworks_mlps.{i}.layers.2.{kind}"] *= 400.0
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": sd}, tmp)
+    tmp.rename(path)
+    return path
+
+
 def build_reference_video(preset: str, checkpoint: str | os.PathLike, image_size: int = 1024):
     """The reference SAM2VideoPredictor on CPU with hole filling off (it needs CUDA there).
 
@@ -139,3 +179,25 @@ def build_reference_video(preset: str, checkpoint: str | os.PathLike, image_size
 
     attn.forward = forward
     return pred.eval()
+
+
+EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def scipy_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, areas) for an (H, W) bool mask with 8-connectivity, from scipy."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask, structure=EIGHT)
+    sizes = np.bincount(labels.ravel())
+    return labels, np.where(labels > 0, sizes[labels], 0)
+
+
+def scipy_cc_like_reference(mask: torch.Tensor) -> list[torch.Tensor]:
+    """Stand-in for the reference's CUDA connected components (``sam2.utils.misc.get_connected_components``,
+    which it skips silently on CPU), computed with scipy."""
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    areas = np.zeros(mask.shape, dtype=np.int32)
+    for i in range(mask.shape[0]):
+        labels[i, 0], areas[i, 0] = scipy_components(mask[i, 0].cpu().numpy().astype(bool))
+    return [torch.from_numpy(labels), torch.from_numpy(areas)]

@@ -1,12 +1,14 @@
-"""The ``masklet`` command line: segment, track (files and live streams), models, download, demo.
+"""The ``masklet`` command line: segment, track (files and live streams), everything, models, download,
+demo.
 
 Every failure a user can cause ends in one line on stderr and exit status 2 (no traceback); anything
 else (a bug) ends in one "unexpected error" line and exit status 1. ``MASKLET_DEBUG=1`` shows the
 traceback of either.
 
 One module per command family: :mod:`.common` (errors, model options and loading), :mod:`.segment`
-(segment), :mod:`.demo` (demo), :mod:`.track` (track a video), :mod:`.stream` (track --stream), :mod:`.models`
-(models, download); :mod:`.prompts` holds the ``FRAME:...@OBJ`` prompt syntax and output writers.
+(segment), :mod:`.demo` (demo), :mod:`.track` (track a video), :mod:`.stream` (track --stream),
+:mod:`.everything` (segment everything), :mod:`.models` (models, download); :mod:`.prompts` holds the
+``FRAME:...@OBJ`` prompt syntax and output writers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 
 from .common import DEFAULT_MODEL, CLIError, load_model, one_line, user_errors
 from .demo import add_demo_parser, cmd_demo
+from .everything import add_everything_parser, cmd_everything
 from .models import add_models_parsers, cmd_download, cmd_models
 from .prompts import MAX_OBJ_ID, TRACK_FORMATS, TRACK_PROMPTS
 from .segment import add_segment_parser, cmd_segment, write_outputs
@@ -43,6 +46,7 @@ __all__ = [
 COMMANDS = {
     "segment": cmd_segment,
     "track": cmd_track,
+    "everything": cmd_everything,
     "models": cmd_models,
     "download": cmd_download,
     "demo": cmd_demo,
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_segment_parser(sub)
     add_track_parser(sub)
+    add_everything_parser(sub)
     add_models_parsers(sub)
     add_demo_parser(sub)
     return parser

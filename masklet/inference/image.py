@@ -221,8 +221,7 @@ class ImagePredictor:
         return _to_numpy(masks), _to_numpy(iou), _to_numpy(logits.clamp(-32.0, 32.0))
 
     def _decode(self, img_idx, points, boxes, masks_in, multimask_output, normalize_coords):
-        m, state = self.model, self._state
-        dev = m.device
+        dev = self.model.device
         coords_l: list[torch.Tensor] = []
         labels_l: list[torch.Tensor] = []
         if boxes is not None:
@@ -232,22 +231,53 @@ class ImagePredictor:
         if points is not None:
             coords_l.append(torch.from_numpy(points[0]).to(dev))
             labels_l.append(torch.from_numpy(points[1]).to(dev))
+        coords = torch.cat(coords_l, dim=1) if coords_l else None
+        labels = torch.cat(labels_l, dim=1) if labels_l else None
+        mask_t = None if masks_in is None else torch.from_numpy(masks_in).to(dev)
+        return self.decode_points(coords, labels, mask_t, multimask_output, normalize_coords, img_idx)
+
+    @torch.inference_mode()
+    def decode_points(
+        self,
+        coords: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        normalize_coords: bool = True,
+        img_idx: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode already-checked prompts as tensors (the fast path of ``predict`` and of the automatic
+        mask generator).
+
+        coords: (B, N, 2) float x, y in pixels of the image set (relative with ``normalize_coords=False``);
+        labels: (B, N) int (1 object, 0 background, 2/3 box corners); mask_input: (B, 1, S/4, S/4)
+        logits. Returns low-res logits (B, C, S/4, S/4) float32 (not clamped) and IoU estimates (B, C).
+        """
+        m, state = self.model, self._require_image()
         prompt = None
-        if coords_l:
-            coords = torch.cat(coords_l, dim=1)
-            coords = to_model_coords(coords, state.orig_hw[img_idx], m.image_size, normalize=normalize_coords)
-            prompt = (coords, torch.cat(labels_l, dim=1))
-        mask_t = None if masks_in is None else torch.from_numpy(masks_in).to(dev, m.head_dtype)
+        if coords is not None:
+            coords = coords.to(m.device, torch.float32)
+            model_xy = to_model_coords(
+                coords, state.orig_hw[img_idx], m.image_size, normalize=normalize_coords
+            )
+            prompt = (model_xy, labels.to(m.device, torch.int32))
+        if mask_input is not None:
+            mask_input = mask_input.to(m.device, m.head_dtype)
         feats = state.features.select(img_idx)
         out = m.decode(
             feats.image_embed,
             feats.high_res,
             prompt,
-            mask_t,
+            mask_input,
             multimask_output,
             repeat_image=prompt is not None and prompt[0].shape[0] > 1,
         )
         return out.low_res_masks.float(), out.iou.float()
+
+    def upscale_logits(self, low_res: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """(B, C, S/4, S/4) logits -> (B, C, H, W) float32 logits at ``hw``, after the hole and speck
+        removal this predictor was configured with."""
+        return self._postprocess(low_res, hw)
 
     def _postprocess(self, low_res: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """(B, C, 256, 256) logits -> (B, C, H, W) float logits at the original size."""

@@ -7,20 +7,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from masklet.inference.postprocess import connected_components, fill_holes, fill_holes_and_sprinkles
-from tests.oracle import require_reference
+from tests.oracle import require_reference, scipy_cc_like_reference, scipy_components
 
-EIGHT = np.ones((3, 3), dtype=int)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def scipy_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, areas) for an (H, W) bool mask with 8-connectivity, from scipy."""
-    labels, _ = ndimage.label(mask, structure=EIGHT)
-    sizes = np.bincount(labels.ravel())
-    return labels, np.where(labels > 0, sizes[labels], 0)
 
 
 def assert_same_partition(labels: np.ndarray, areas: np.ndarray, mask: np.ndarray, name: str = "") -> None:
@@ -231,15 +222,6 @@ def test_fill_rejects_bad_input():
 
 
 # ---------------------------------------------------------------- parity with the reference
-
-
-def scipy_cc_like_reference(mask: torch.Tensor) -> list[torch.Tensor]:
-    """Stand-in for the reference's CUDA connected components, computed with scipy."""
-    labels = np.zeros(mask.shape, dtype=np.int32)
-    areas = np.zeros(mask.shape, dtype=np.int32)
-    for i in range(mask.shape[0]):
-        labels[i, 0], areas[i, 0] = scipy_components(mask[i, 0].cpu().numpy().astype(bool))
-    return [torch.from_numpy(labels), torch.from_numpy(areas)]
 
 
 @pytest.fixture
