@@ -41,6 +41,8 @@ from .image import ImagePredictor
 
 # Bytes of float32 full-resolution logits upsampled at once (the rest of a batch waits its turn).
 _UPSAMPLE_BYTES = 256 * 2**20
+# Bytes of one image-side decoder temporary (see AutoMaskGenerator._decode).
+_DECODER_TEMP_BYTES = 8 * 2**20
 
 Progress = Callable[[int, int], None]
 
@@ -297,9 +299,25 @@ class AutoMaskGenerator:
         return MaskSet.concat(parts)
 
     def _decode(self, points: torch.Tensor, mask_input, multimask: bool):
-        """(B, 1, 2) crop-pixel points -> low-res logits (B, C, S/4, S/4) (not clamped), IoU (B, C)."""
+        """(B, 1, 2) crop-pixel points -> low-res logits (B, C, S/4, S/4) (not clamped), IoU (B, C).
+
+        The decoder runs a few prompts at a time (results do not depend on it): each prompt carries
+        its own copy of the image tokens through the two-way transformer, and at batch 64 every such
+        temporary is hundreds of MB, which the C allocator maps and unmaps page by page on every call
+        (measured: half of the decoder's time went to page faults). Temporaries of ~8 MB are reused.
+        """
         labels = torch.ones(points.shape[:2], dtype=torch.int32)
-        return self.predictor.decode_points(points, labels, mask_input, multimask)
+        tokens = (self.model.image_size // 16) ** 2
+        step = max(1, _DECODER_TEMP_BYTES // (tokens * self.model.cfg.d_model * 4))
+        lows, ious = [], []
+        for s in range(0, points.shape[0], step):
+            masks = None if mask_input is None else mask_input[s : s + step]
+            low, iou = self.predictor.decode_points(
+                points[s : s + step], labels[s : s + step], masks, multimask
+            )
+            lows.append(low)
+            ious.append(iou)
+        return torch.cat(lows), torch.cat(ious)
 
     def _refine(self, pts: torch.Tensor, low: torch.Tensor):
         """One more decoder pass per mask with its own low-res logits as the mask prompt (``use_m2m``)."""
@@ -321,7 +339,7 @@ class AutoMaskGenerator:
         if low.shape[0] == 0:
             return MaskSet()
         logits = self.predictor.upscale_logits(low[:, None], crop_hw)[:, 0]
-        stab = stability_score(logits, cfg.stability_score_offset, cfg.mask_threshold, empty=float("nan"))
+        stab = _stability(logits, cfg.stability_score_offset, cfg.mask_threshold)
         if cfg.stability_score_thresh > 0.0:
             keep = torch.nonzero(stab >= cfg.stability_score_thresh).flatten()
             logits, iou, pts, stab = logits[keep], iou[keep], pts[keep], stab[keep]
@@ -334,6 +352,20 @@ class AutoMaskGenerator:
             masks, boxes, iou, pts, stab = masks[keep], boxes[keep], iou[keep], pts[keep], stab[keep]
         rles = _uncropped_rles(masks, crop_box, image_hw)
         return MaskSet(rles, boxes.float(), iou.float(), stab.float(), pts, torch.zeros(len(rles), 4))
+
+
+def _stability(logits: torch.Tensor, offset: float, threshold: float) -> torch.Tensor:
+    """:func:`masklet.modeling.mask_decoder.stability_score` with ``empty=nan`` (0 / 0, as officially),
+    counting pixels with numpy on the CPU: ``count_nonzero`` of a contiguous bool row is an order of
+    magnitude faster than a torch sum over it. Exact integer counts either way."""
+    if logits.device.type != "cpu":
+        return stability_score(logits, offset, threshold, empty=float("nan"))
+    flat = logits.reshape(logits.shape[0], -1)
+    high = (flat > threshold + offset).numpy()
+    low = (flat > threshold - offset).numpy()
+    inter = torch.tensor([np.count_nonzero(row) for row in high], dtype=torch.float32)
+    union = torch.tensor([np.count_nonzero(row) for row in low], dtype=torch.float32)
+    return inter / union
 
 
 def _uncropped_rles(masks: torch.Tensor, crop_box: list, image_hw) -> list[dict]:

@@ -102,3 +102,67 @@ class Attention(nn.Module):
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
         return self.out_proj(self._merge(self._attend(q, k, v)))
+
+    # Folded forms for the mask decoder's cross attention between a few prompt tokens and thousands of
+    # image tokens. Projecting every image token costs more than folding the projection weights into
+    # the few tokens' side when heads * n_few < internal_dim (8 heads x ~8 tokens vs 128 in SAM 2). The
+    # math is that of forward() (softmax rows sum to 1, so a value projection commutes with the
+    # weighting); only the rounding order differs. Inference only: tested against forward().
+    def folds(self, n_few: int) -> bool:
+        """Whether the folded forms apply and save work for ``n_few`` tokens on the short side."""
+        return (
+            not self.training and not torch.is_grad_enabled() and self.num_heads * n_few < self.internal_dim
+        )
+
+    def attend_to_many(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``forward(q, k, v)`` for few queries (B, Nq, C) and many keys/values (B or 1, Nk, kv_in_dim),
+        without projecting the keys and values. Returns (B, Nq, C)."""
+        b, nq, _ = q.shape
+        h = self.num_heads
+        d = self.internal_dim // h
+        qh = self._heads(F.linear(q, self.q_proj.weight, self.q_proj.bias)) * d**-0.5  # (B, h, Nq, d)
+        qk = (qh @ self.k_proj.weight.view(h, d, -1)).reshape(b, h * nq, -1)  # (B, h*Nq, kv)
+        qb = (qh * self.k_proj.bias.view(h, 1, d)).sum(-1).reshape(b, h * nq, 1)
+        scores = _bmm_shared(qk, k.transpose(1, 2)) + qb  # (B, h*Nq, Nk)
+        attn = torch.softmax(scores, dim=-1)
+        mixed = _bmm_shared(attn, v).view(b, h, nq, -1)  # (B, h, Nq, kv): raw values, weighted
+        out = mixed @ self.v_proj.weight.view(h, d, -1).transpose(1, 2) + self.v_proj.bias.view(h, 1, d)
+        return F.linear(self._merge(out), self.out_proj.weight, self.out_proj.bias)
+
+    def attend_from_many(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``forward(q, k, v)`` (plus ``residual``, fused into the last GEMM) for many queries (B or 1, Nq,
+        C) and few keys/values (B, Nk, kv_in_dim), without projecting the queries or each query's output.
+        Returns (B, Nq, C)."""
+        b, nk, _ = k.shape
+        h = self.num_heads
+        d = self.internal_dim // h
+        kh = self._heads(F.linear(k, self.k_proj.weight, self.k_proj.bias)) * d**-0.5  # (B, h, Nk, d)
+        vh = self._heads(F.linear(v, self.v_proj.weight, self.v_proj.bias))
+        # key-major, head-minor columns: the softmax over a few keys then runs along a strided axis
+        # with the heads contiguous, several times faster than over rows of Nk values
+        kq = (kh @ self.q_proj.weight.view(h, d, -1)).transpose(1, 2).reshape(b, nk * h, -1)
+        kb = (kh * self.q_proj.bias.view(h, 1, d)).sum(-1).transpose(1, 2).reshape(b, 1, nk * h)
+        scores = _bmm_shared(q, kq.transpose(1, 2), shared_left=True) + kb  # (B, Nq, Nk*h)
+        attn = torch.softmax(scores.view(b, -1, nk, h), dim=2).view(b, -1, nk * h)
+        # values through the output projection; each head's weights sum to 1, so adding bias / h to
+        # every value of every head adds the output bias once
+        wo = self.out_proj.weight.view(-1, h, d).permute(1, 2, 0)  # (h, d, C)
+        vo = (vh @ wo + self.out_proj.bias / h).transpose(1, 2).reshape(b, nk * h, -1)  # (B, Nk*h, C)
+        if residual is None:
+            return attn @ vo
+        return torch.baddbmm(residual, attn, vo)
+
+
+def _bmm_shared(a: torch.Tensor, b: torch.Tensor, shared_left: bool = False) -> torch.Tensor:
+    """Batched ``a @ b`` where one side may have batch 1 (shared by every batch entry): then a single
+    GEMM over the stacked other side instead of a broadcast bmm."""
+    if not shared_left and b.shape[0] == 1 and a.shape[0] > 1:
+        n, r, _ = a.shape
+        return (a.reshape(n * r, -1) @ b[0]).view(n, r, -1)
+    if shared_left and a.shape[0] == 1 and b.shape[0] > 1:
+        n, _, c = b.shape
+        out = a[0] @ b.transpose(0, 1).reshape(b.shape[1], n * c)  # (Nq, B*c)
+        return out.view(-1, n, c).transpose(0, 1)
+    return a @ b

@@ -254,8 +254,12 @@ class MaskDecoder(nn.Module):
         output_tokens = torch.cat(learned, dim=0).unsqueeze(0).expand(b, -1, -1)
         tokens = torch.cat([output_tokens, sparse.to(output_tokens.dtype)], dim=1)
 
-        # with repeat_image the (1, C, h, w) image broadcasts against the (B, C, h, w) mask embedding
-        src = image_embeddings + dense_prompt_embeddings
+        # with repeat_image the (1, C, h, w) image broadcasts against the (B, C, h, w) mask embedding;
+        # without a mask prompt that embedding is one vector broadcast over the batch (stride 0), and
+        # the image side stays batch 1 until the prompts first change it
+        shared = repeat_image and dense_prompt_embeddings.stride(0) == 0
+        dense = dense_prompt_embeddings[:1] if shared else dense_prompt_embeddings
+        src = image_embeddings + dense
         hs, keys = self.transformer(src, image_pe, tokens)
         iou_token_out = hs[:, first]
         mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens]

@@ -50,7 +50,8 @@ class TwoWayAttentionBlock(nn.Module):
     def forward(
         self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, N, C), keys (B, HW, C), query_pe (B, N, C), key_pe (1 or B, HW, C) -> queries, keys."""
+        """queries (B, N, C), keys (B or 1, HW, C), query_pe (B, N, C), key_pe (1 or B, HW, C) ->
+        queries (B, N, C), keys (B, HW, C). Keys of batch 1 are one image shared by all B prompt sets."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -58,14 +59,22 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
 
+        to_image, to_tokens = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        folded = to_image.folds(queries.shape[1]) and to_tokens.folds(queries.shape[1])
+        if not folded and keys.shape[0] != queries.shape[0]:
+            keys = keys.expand(queries.shape[0], -1, -1)
         # keys do not change until the last step, so their position-encoded form serves both attentions
         k = keys + key_pe
         q = queries + query_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        attend = to_image.attend_to_many if folded else to_image
+        queries = self.norm2(queries + attend(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        if folded:
+            keys = self.norm4(to_tokens.attend_from_many(k, q, queries, residual=keys))
+        else:
+            keys = self.norm4(keys + to_tokens(k, q, queries))
         return queries, keys
 
 
@@ -111,7 +120,8 @@ class TwoWayTransformer(nn.Module):
         """Run the transformer.
 
         Args:
-            image_embedding: (B, C, h, w) image features (prompt mask embedding already added).
+            image_embedding: (B, C, h, w) image features (prompt mask embedding already added), or
+                (1, C, h, w): one image shared by the B prompt sets.
             image_pe: (1 or B, C, h, w) position encoding of the image grid; batch 1 is broadcast, which
                 saves a copy per prompt.
             point_embedding: (B, N, C) output tokens followed by prompt tokens; also serves as their
@@ -126,7 +136,11 @@ class TwoWayTransformer(nn.Module):
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
+        if keys.shape[0] != queries.shape[0]:  # no layers: the shared image is still batch 1
+            keys = keys.expand(queries.shape[0], -1, -1)
         q = queries + point_embedding
         k = keys + key_pe
-        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        final = self.final_attn_token_to_image
+        attend = final.attend_to_many if final.folds(queries.shape[1]) else final
+        queries = self.norm_final_attn(queries + attend(q, k, keys))
         return queries, keys

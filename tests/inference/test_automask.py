@@ -22,6 +22,7 @@ from masklet.inference.automask_ops import (
     remove_small_regions,
 )
 from masklet.io.masks import decode_rle, masks_to_rle_torch
+from masklet.modeling.mask_decoder import stability_score
 from tests.inference.test_stream import micro_model
 from tests.oracle import require_reference
 
@@ -173,6 +174,15 @@ def test_postprocess_small_regions_matches_reference(amg_ref):
     for a, b in zip(ours.rles, ref["rles"]):
         np.testing.assert_array_equal(decode_rle(a), amg_ref.rle_to_mask(b))
     torch.testing.assert_close(ours.boxes, ref["boxes"].float())
+
+
+def test_fast_stability_equals_the_decoder_definition():
+    logits = torch.randn(6, 40, 50) * 3
+    logits[2] = -10  # empty at both cuts: 0 / 0
+    logits[3] = 10  # full
+    fast = automask_module._stability(logits, 1.0, 0.0)
+    torch.testing.assert_close(fast, stability_score(logits, 1.0, 0.0, empty=float("nan")), equal_nan=True)
+    assert torch.isnan(fast[2]) and fast[3] == 1.0
 
 
 # ---------------------------------------------------------------- the generator on a tiny model

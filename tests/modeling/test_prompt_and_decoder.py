@@ -212,6 +212,7 @@ DECODER_CASES = [
     # kind, batch, multimask, repeat_image
     ("points", 3, True, False),
     ("points", 3, False, False),
+    ("points", 5, True, True),  # one image, many prompts: the shared-image fast path
     ("box", 2, True, True),
     ("box", 1, False, False),
     ("points+box", 2, False, True),
@@ -284,7 +285,9 @@ def test_dynamic_multimask_fallback_switches_only_unstable_items(pair21):
     # the switch is real: the chosen multimask output differs from the single-mask output
     assert not torch.allclose(ours[0][0, 0], all_masks[0, 0])
     # the pointer token stays the single-mask token either way
-    assert torch.equal(ours[2], md.predict_masks(image, dense_pe, sparse, dense, False, high_res)[2][:, :1])
+    with torch.no_grad():
+        single_token = md.predict_masks(image, dense_pe, sparse, dense, False, high_res)[2][:, :1]
+    assert torch.equal(ours[2], single_token)
 
 
 def test_stability_score_matches_reference_definitions(pair21):
@@ -416,3 +419,28 @@ def test_decoder_accepts_good_small_inputs(small_modules):
         shared = small_modules[1](**_decoder_inputs(b_img=1), multimask_output=False, repeat_image=True)
     assert out[0].shape == (2, 3, 32, 32)
     assert shared[0].shape == (2, 1, 32, 32)
+
+
+# ------------------------------------------------------------------------ folded cross attention
+@pytest.mark.parametrize("shared", [False, True])
+def test_folded_attention_equals_the_plain_forms(shared):
+    """attend_to_many / attend_from_many (inference fast paths) equal forward(), also with the image
+    side shared (batch 1) by several prompt sets."""
+    from masklet.modeling.common import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(256, 8, downsample_rate=2).eval()
+    few = torch.randn(3, 7, 256)
+    many = torch.randn(1 if shared else 3, 300, 256)
+    residual = torch.randn(1 if shared else 3, 300, 256)
+    expanded = many.expand(3, -1, -1)
+    with torch.no_grad():
+        assert attn.folds(7) and not attn.folds(16)  # 8 heads x 16 tokens = the 128-wide projection
+        to_many = attn.attend_to_many(few, many, many)
+        from_many = attn.attend_from_many(many, few, few, residual=residual)
+    with torch.enable_grad():
+        assert not attn.folds(7)
+        plain_to = attn(few, expanded, expanded).detach()
+        plain_from = (residual + attn(expanded, few, few)).detach()
+    torch.testing.assert_close(to_many, plain_to, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(from_many, plain_from, rtol=1e-5, atol=1e-5)
