@@ -68,6 +68,13 @@ def build_reference(preset: str, checkpoint: str | os.PathLike | None = None, **
     return model.eval()
 
 
+def _seeded_reference(preset: str, seed: int):
+    """The reference model with its random initial weights drawn from ``seed`` (same file every run)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_reference(preset)
+
+
 def perturbed_state_dict(model: torch.nn.Module, seed: int, scale: float = 0.02) -> dict[str, torch.Tensor]:
     """Every floating tensor of ``model`` plus seeded Gaussian noise of std ``scale``."""
     gen = torch.Generator().manual_seed(seed)
@@ -84,7 +91,7 @@ def write_reference_checkpoint(preset: str, path: str | os.PathLike, seed: int =
     """Write a seeded random checkpoint for ``preset`` in the official format (``{"model": sd}``)."""
     path = Path(path)
     if not path.exists():
-        model = build_reference(preset)
+        model = _seeded_reference(preset, seed)
         sd = perturbed_state_dict(model, seed)
         tmp = path.with_suffix(".tmp")
         torch.save({"model": sd}, tmp)
@@ -106,7 +113,7 @@ def write_video_checkpoint(
     """
     path = Path(path)
     if not path.exists():
-        model = build_reference(preset)
+        model = _seeded_reference(preset, seed)
         sd = perturbed_state_dict(model, seed)
         sd[f"{SCORE_HEAD}.weight"] *= score_scale
         sd[f"{SCORE_HEAD}.bias"] = sd[f"{SCORE_HEAD}.bias"] * score_scale + score_shift
@@ -132,7 +139,7 @@ def write_automask_checkpoint(preset: str, path: str | os.PathLike, seed: int = 
         return path
     with torch.random.fork_rng():  # the same weights in every run: mask counts depend on them
         torch.manual_seed(seed)
-        model = build_reference(preset)
+        model = _seeded_reference(preset, seed)
     sd = perturbed_state_dict(model, seed)
     dec = "sam_mask_decoder."
     for name in ("conv_s0", "conv_s1"):

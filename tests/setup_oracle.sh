@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# Installs the reference implementation used as a test oracle (Meta's sam2 1.1.0 from PyPI, CPU only,
-# without its torchvision dependency: tests/oracle_shims provides the few functions it imports).
+# Test prerequisites:
+# - the reference implementation used as a test oracle (Meta's sam2 1.1.0 from PyPI, CPU only, without
+#   its torchvision dependency: tests/oracle_shims provides the few functions it imports);
+# - Debian's chromium for the studio's browser tests (Playwright's own browser download is not used).
 set -euo pipefail
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "setup: chromium could not be installed; the studio browser tests will be skipped" >&2
+  else
+    echo "setup: run 'sudo apt-get install chromium' for the studio browser tests (skipped without it)" >&2
+  fi
+fi
 if python -c "import sam2, hydra, iopath, cv2" 2>/dev/null; then
   exit 0
 fi

@@ -23,6 +23,7 @@ from .everything import add_everything_parser, cmd_everything
 from .models import add_models_parsers, cmd_download, cmd_models
 from .prompts import MAX_OBJ_ID, TRACK_FORMATS, TRACK_PROMPTS
 from .segment import add_segment_parser, cmd_segment, write_outputs
+from .studio import add_studio_parser, cmd_studio
 from .track import add_track_parser, cmd_track, track_passes
 
 # Older private names, kept for code (and tests) written against the single-module CLI.
@@ -50,6 +51,7 @@ COMMANDS = {
     "models": cmd_models,
     "download": cmd_download,
     "demo": cmd_demo,
+    "studio": cmd_studio,
 }
 
 
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_everything_parser(sub)
     add_models_parsers(sub)
     add_demo_parser(sub)
+    add_studio_parser(sub)
     return parser
 
 

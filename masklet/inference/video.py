@@ -349,6 +349,11 @@ class VideoPredictor(FrameTracker):
     def _features(self, s: VideoSession, frame_idx: int) -> ImageFeatures:
         if s.cached_features is None or s.cached_features[0] != frame_idx:
             s.cached_features = None  # free the previous frame's features first
-            image = s.loader.get(frame_idx).to(self.device)
-            s.cached_features = (frame_idx, self.model.encode_image(image))
+            shared = s.feature_cache
+            feats = shared.get(frame_idx) if shared is not None else None
+            if feats is None:
+                feats = self.model.encode_image(s.loader.get(frame_idx).to(self.device))
+                if shared is not None:
+                    shared.put(frame_idx, feats)
+            s.cached_features = (frame_idx, feats)
         return s.cached_features[1]

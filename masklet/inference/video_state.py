@@ -92,6 +92,9 @@ class VideoSession:
     storage_dtype: torch.dtype = torch.bfloat16
     objects: list[ObjectTrack] = field(default_factory=list)
     cached_features: tuple[int, ImageFeatures] | None = None
+    # optional shared cache of frame features (get(frame_idx) / put(frame_idx, features)), e.g. the
+    # studio's byte-bounded LRU; without one only the last frame's features are kept
+    feature_cache: object | None = None
 
     @property
     def num_frames(self) -> int:

@@ -1,0 +1,136 @@
+"""``masklet studio``: the labeling web app (see docs/studio-api.md for its HTTP API).
+
+    masklet studio clip.mp4 photos/ [--project DIR] [--host 127.0.0.1] [--port 8000]
+                                    [--model NAME | --checkpoint PATH]
+
+Paths are video files, frame folders, image folders, or a project folder (one holding project.db). The
+project (default: ``<first path>.masklet`` beside the first path) keeps every prompt, object, label and
+mask; reopening it restores the work. Binding anything but loopback prints a token that every request
+needs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+from .common import CLIError, add_model_args, load_model_late
+
+PROJECT_FILE = "project.db"
+
+
+def add_studio_parser(sub) -> None:
+    st = sub.add_parser("studio", help="label images and videos in the browser (web app)")
+    st.add_argument(
+        "paths", nargs="*", type=Path, help="video files, frame/image folders or a project folder"
+    )
+    st.add_argument("--project", type=Path, help="project folder (default: <first path>.masklet)")
+    st.add_argument(
+        "--as",
+        dest="kind",
+        choices=("video", "images"),
+        help="open folders as video frames or as an image set (default: guessed from the file names)",
+    )
+    st.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)")
+    st.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    st.add_argument("--token", help="access token for non-loopback binds (default: a random one)")
+    st.add_argument("--max-upload-mb", type=int, default=64, help="upload size limit (default 64 MiB)")
+    st.add_argument(
+        "--cache-mb", type=int, default=512, help="memory for cached frame features (default 512 MiB)"
+    )
+    add_model_args(st)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _project_folder(args) -> Path:
+    if args.project is not None:
+        return args.project
+    if len(args.paths) == 1 and (args.paths[0] / PROJECT_FILE).is_file():
+        return args.paths[0]
+    if not args.paths:
+        raise CLIError("give a video file, a frame or image folder, or a project folder (or --project DIR)")
+    first = args.paths[0].expanduser().resolve()
+    return first.parent / f"{first.name}.masklet"
+
+
+def cmd_studio(args) -> int:
+    from ..studio.media import MediaError, inspect_path
+    from ..studio.store import Project, ProjectError
+
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be 0..65535, got {args.port}")
+    if args.max_upload_mb < 1 or args.cache_mb < 0:
+        raise CLIError("--max-upload-mb must be >= 1 and --cache-mb >= 0")
+    folder = _project_folder(args)
+    specs = []
+    for p in args.paths:
+        if (p / PROJECT_FILE).is_file() and p.resolve() == folder.resolve():
+            continue
+        try:
+            specs.append(inspect_path(p, args.kind))
+        except MediaError as exc:
+            raise CLIError(str(exc)) from None
+    try:
+        project = Project.open_or_create(folder)
+    except (ProjectError, OSError) as exc:
+        raise CLIError(
+            f"cannot open the project {folder}: {exc}; choose another folder with --project"
+        ) from None
+    try:
+        for spec in specs:
+            project.add_media(
+                spec.kind, str(spec.source), spec.name, spec.num_frames, spec.width, spec.height, spec.fps,
+                list(spec.frames) if spec.frames else None,
+            )  # fmt: skip
+        if not project.media():
+            raise CLIError(f"the project {folder} has no media yet: give a video or an image folder to open")
+        return _serve(args, project)
+    finally:
+        project.close()
+
+
+def _serve(args, project) -> int:
+    import uvicorn
+
+    from ..studio.engine import Workspace
+    from ..studio.server import ServerOptions, create_app
+
+    token = None
+    if not _is_loopback(args.host):
+        token = args.token or secrets.token_urlsafe(18)
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc}; try another --port") from None
+    print(f"masklet studio: project {project.path} ({len(project.media())} media); loading the model ...")
+    model, weights = load_model_late(args, allow_random_fallback=False)
+    ws = Workspace(project, model, feature_cache_bytes=args.cache_mb * 2**20)
+    roots = [Path(m.source) for m in project.media()]
+    app = create_app(ws, ServerOptions(token, roots, args.max_upload_mb * 2**20))
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    label = " [RANDOM WEIGHTS]" if weights == "random" else ""
+    print(f"model {model.cfg.name}{label}; press Ctrl+C to stop")
+    print(f"masklet studio running at {url}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        ws.close()
+    print("masklet studio stopped", file=sys.stderr)
+    return 0

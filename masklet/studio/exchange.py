@@ -1,0 +1,168 @@
+"""Export and import routes of the studio server.
+
+Exports are written under ``<project>/exports/<format>-<timestamp>/`` and offered as a zip. Imports read
+a server path (inside the opened folders or the project, after resolving symlinks) or an uploaded body
+(size-limited).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from .engine import Workspace
+from .errors import Conflict, NotFound, StudioError, TooLarge
+from .transfer import import_set, project_to_set
+
+EXPORT_FORMATS = ("coco", "coco_polygon", "yolo_seg", "yolo_det", "labelme", "mot", "png", "mp4")
+IMPORT_FORMATS = ("coco", "yolo", "labelme")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    real = path.resolve()
+    return any(real == r.resolve() or r.resolve() in real.parents for r in roots)
+
+
+def export_project(ws: Workspace, fmt: str, media_ids: list[int] | None = None) -> dict:
+    """Write an export; returns {name, path, files, download}."""
+    from . import formats
+
+    if fmt not in EXPORT_FORMATS:
+        raise StudioError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    if media_ids is not None and (
+        not isinstance(media_ids, list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in media_ids)
+    ):
+        raise StudioError("media_ids must be a list of media ids or null (all media)")
+    aset, reader = project_to_set(ws, media_ids)
+    if fmt == "mot" and not any(im.video for im in aset.images):
+        raise StudioError("MOT export needs a video: the project holds only image sets")
+    root = ws.project.path / "exports"
+    root.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{fmt}-{stamp}"
+    n = 1
+    while (root / name).exists():
+        n += 1
+        name = f"{fmt}-{stamp}-{n}"
+    out = root / name
+    tmp = root / f".{name}.partial"
+    files = formats.export(aset, fmt, tmp, reader=reader, **_style(ws, fmt))
+    tmp.rename(out)
+    rel = sorted(str(Path(f).resolve().relative_to(tmp.resolve())) for f in files)
+    return {"name": name, "path": str(out), "files": rel, "download": f"/api/exports/{name}.zip"}
+
+
+def _style(ws: Workspace, fmt: str) -> dict:
+    tol = float(ws.project.get_setting("polygon_tolerance", 1.5))
+    if fmt in ("coco_polygon", "yolo_seg"):
+        return {"tolerance": tol}
+    if fmt == "labelme":
+        mode = ws.project.get_setting("shape_mode", "mask")
+        return {"shape": "rectangle" if mode == "rectangle" else "polygon", "tolerance": tol}
+    return {}
+
+
+def _zip(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and not f.is_symlink():
+                zf.write(f, f.relative_to(folder).as_posix())
+    return buf.getvalue()
+
+
+def import_file(ws: Workspace, fmt: str, path: Path, shown: str | None = None) -> dict:
+    """Import annotations from ``path``; ``shown`` names it in errors (an upload has no user path)."""
+    from . import formats
+
+    if fmt not in IMPORT_FORMATS:
+        raise StudioError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+    if not path.exists():
+        raise StudioError(f"{path} does not exist")
+    try:
+        if fmt == "coco":
+            aset = formats.import_coco(path)
+        elif fmt == "yolo":
+            images, _ = project_to_set(ws)
+            aset = formats.import_yolo(path, images.images, None)
+        else:
+            images, _ = project_to_set(ws)
+            aset = formats.import_labelme(path)
+    except (ValueError, KeyError, OSError) as exc:
+        text = str(exc).replace(str(path), shown or str(path))
+        raise StudioError(f"cannot import {shown or path.name} as {fmt.upper()}: {text}") from None
+    return import_set(ws, aset)
+
+
+def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
+    from .server import _json  # the shared body parser
+
+    @app.post("/api/export")
+    async def export(request: Request):
+        data = await _json(request)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(export_project, ws, data.get("format"), data.get("media_ids"))
+
+    @app.get("/api/exports/{name}.zip")
+    def download(name: str):
+        root = ws.project.path / "exports"
+        folder = root / name
+        if (
+            not _NAME.match(name)
+            or name.startswith(".")
+            or not _inside(folder, [root])
+            or not folder.is_dir()
+        ):
+            raise NotFound(f"no export named {name!r}")
+        headers = {"Content-Disposition": f'attachment; filename="{name}.zip"'}
+        return Response(_zip(folder), media_type="application/zip", headers=headers)
+
+    @app.post("/api/import")
+    async def import_path(request: Request):
+        data = await _json(request)
+        raw = data.get("path")
+        if not isinstance(raw, str) or not raw:
+            raise StudioError("path must be the server-side path of the annotation file or folder")
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = ws.project.path / path
+        roots = [*opts.roots, ws.project.path]
+        if not _inside(path, roots):
+            raise StudioError(
+                "import paths must be inside the opened folders or the project folder; "
+                "upload the file instead (POST /api/import/upload)"
+            )
+        busy = [m for m, job in ws.tracking.items() if job.running]
+        if busy:
+            raise Conflict("a video is tracking: wait for it or cancel it, then import")
+        return import_file(ws, data.get("format"), path)
+
+    @app.post("/api/import/upload")
+    async def import_upload(request: Request, format: str = "coco"):
+        if format != "coco":
+            raise StudioError("uploads take a COCO JSON file (format=coco); import YOLO folders by path")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > opts.max_upload_bytes:
+            raise TooLarge(f"the upload is larger than the limit of {opts.max_upload_bytes // 2**20} MiB")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > opts.max_upload_bytes:
+                raise TooLarge(f"the upload is larger than the limit of {opts.max_upload_bytes // 2**20} MiB")
+            chunks.append(chunk)
+        if not size:
+            raise StudioError("the upload is empty: send the COCO JSON file as the request body")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "upload.json"
+            path.write_bytes(b"".join(chunks))
+            return import_file(ws, "coco", path, shown="the uploaded file")
