@@ -34,6 +34,7 @@ def add_studio_parser(sub) -> None:
         choices=("video", "images"),
         help="open folders as video frames or as an image set (default: guessed from the file names)",
     )
+    st.add_argument("--fps", type=float, help="playback rate of frame folders (default: 10 in the app)")
     st.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)")
     st.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     st.add_argument("--token", help="access token for non-loopback binds (default: a random one)")
@@ -70,13 +71,19 @@ def cmd_studio(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be 0..65535, got {args.port}")
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        raise CLIError(f"--fps must be a positive frame rate, got {args.fps}")
     if args.max_upload_mb < 1 or args.cache_mb < 0:
         raise CLIError("--max-upload-mb must be >= 1 and --cache-mb >= 0")
     folder = _project_folder(args)
     specs = []
     for p in args.paths:
-        if (p / PROJECT_FILE).is_file() and p.resolve() == folder.resolve():
-            continue
+        if (p / PROJECT_FILE).is_file():
+            if p.resolve() == folder.resolve():
+                continue
+            raise CLIError(
+                f"{p} is a masklet project: open it alone (masklet studio {p}) or with --project {p}"
+            )
         try:
             specs.append(inspect_path(p, args.kind))
         except MediaError as exc:
@@ -90,7 +97,8 @@ def cmd_studio(args) -> int:
     try:
         for spec in specs:
             project.add_media(
-                spec.kind, str(spec.source), spec.name, spec.num_frames, spec.width, spec.height, spec.fps,
+                spec.kind, str(spec.source), spec.name, spec.num_frames, spec.width, spec.height,
+                spec.fps if spec.fps or spec.kind != "video" else args.fps,
                 list(spec.frames) if spec.frames else None,
             )  # fmt: skip
         if not project.media():

@@ -291,6 +291,8 @@ class Workspace:
                 if not s.objects[s.find(obj.id)].prompted_frames():
                     self.video.remove_object(s, obj.id, need_output=False)
             self.project.end_object_at(obj.id, from_frame)
+            if not self.project.prompts(obj.id) and not self.project.coverage(obj.media_id).get(obj.id):
+                self._forget(obj)  # nothing left before that frame either
 
     def _forget(self, obj: ObjectRecord) -> None:
         s = self._sessions.get(obj.media_id)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import views
@@ -28,6 +28,11 @@ from .store import ProjectError
 from .tracking import Tracker
 
 STATIC = Path(__file__).resolve().parent / "static"
+_TOKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>masklet studio</title></head>
+<body style="font-family:system-ui,sans-serif;background:#111318;color:#e6e8ee;padding:3em">
+<h1>masklet studio</h1><p>This studio is shared on the network, so it needs its access token.</p>
+<p>Open the full URL that <code>masklet studio</code> printed when it started
+(it ends with <code>?token=...</code>).</p></body></html>"""
 
 
 @dataclass
@@ -85,6 +90,8 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
                 or ""
             )
             if not hmac.compare_digest(given.encode(), opts.token.encode()):
+                if request.url.path == "/":
+                    return HTMLResponse(_TOKEN_PAGE, status_code=401)
                 return _error(
                     401, "this studio needs its token: open the URL printed at start (with ?token=)"
                 )
@@ -148,6 +155,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
             "media": [media_json(m) for m in p.media()],
             "labels": [label_json(lab, counts) for lab in p.labels()],
             "settings": views.settings(ws),
+            "jobs": [j.to_dict(p.revision()) for j in tracker.jobs.values() if j.running],
             "revision": p.revision(),
         }
 
@@ -165,7 +173,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     @app.patch("/api/settings")
     async def patch_settings(request: Request):
         data = await _json(request)
-        unknown = set(data) - set(views.DEFAULT_SETTINGS) - {"everything"}
+        unknown = set(data) - set(views.DEFAULT_SETTINGS)
         if unknown:
             raise StudioError(
                 f"unknown setting(s) {sorted(unknown)}; known: {sorted(views.DEFAULT_SETTINGS)}"
@@ -213,24 +221,24 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     async def _frame_of(request: Request) -> int:
         return _int(await _json(request), "frame")
 
+    async def _on_frame(oid: int, request: Request, fn, *args) -> dict:
+        """Run ``fn(oid, frame, *args)`` for the body's frame; the FrameState of that frame after it."""
+        t = await _frame_of(request)
+        mid = ws.object(oid).media_id
+        await _threaded(fn, oid, t, *args)
+        return views.frame_state(ws, mid, t)
+
     @app.post("/api/objects/{oid}/undo")
     async def undo(oid: int, request: Request):
-        t = await _frame_of(request)
-        await _threaded(ws.undo, oid, t)
-        return views.frame_state(ws, ws.object(oid).media_id, t)
+        return await _on_frame(oid, request, ws.undo)
 
     @app.post("/api/objects/{oid}/redo")
     async def redo(oid: int, request: Request):
-        t = await _frame_of(request)
-        await _threaded(ws.undo, oid, t, True)
-        return views.frame_state(ws, ws.object(oid).media_id, t)
+        return await _on_frame(oid, request, ws.undo, True)
 
     @app.post("/api/objects/{oid}/clear")
     async def clear(oid: int, request: Request):
-        t = await _frame_of(request)
-        mid = ws.object(oid).media_id
-        await _threaded(ws.clear, oid, t)
-        return views.frame_state(ws, mid, t)
+        return await _on_frame(oid, request, ws.clear)
 
     @app.post("/api/objects/{oid}/finish")
     async def finish(oid: int, request: Request):
@@ -256,9 +264,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
 
     @app.post("/api/objects/{oid}/delete_from")
     async def delete_from(oid: int, request: Request):
-        t = await _frame_of(request)
-        await _threaded(ws.delete, oid, t)
-        return views.frame_state(ws, ws.object(oid).media_id, t)
+        return await _on_frame(oid, request, ws.delete)
 
     @app.post("/api/media/{mid}/frames/{t}/everything")
     async def everything(mid: int, t: int, request: Request):
@@ -281,6 +287,15 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
         direction = data.get("direction", "forward")
         job = await _threaded(tracker.start, mid, _int(data, "frame"), direction, data.get("object_ids"))
         return job.to_dict(ws.project.revision())
+
+    @app.get("/api/jobs")
+    def list_jobs(media_id: int | None = None, running: bool = False):
+        rev = ws.project.revision()
+        return [
+            j.to_dict(rev)
+            for j in tracker.jobs.values()
+            if (media_id is None or j.media_id == media_id) and (not running or j.running)
+        ]
 
     @app.get("/api/jobs/{job_id}")
     def get_job(job_id: str):

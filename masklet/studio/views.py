@@ -11,7 +11,7 @@ from .engine import Workspace
 
 PENDING_COLOR = "#ffd400"
 SHAPE_MODES = ("mask", "polygon", "rectangle")
-DEFAULT_SETTINGS = {"shape_mode": "mask", "polygon_tolerance": 1.5}
+DEFAULT_SETTINGS = {"shape_mode": "mask", "polygon_tolerance": 1.5, "everything": {}}
 
 
 def settings(ws: Workspace) -> dict:

@@ -104,3 +104,40 @@ def test_export_import_round_trip(images, tmp_path, image_folder, studio_checkpo
         assert [got[t][0] for t in range(3)] == ["car", "tree", "car"]
     finally:
         close_app(client2, ws2)
+
+
+@pytest.mark.parametrize(
+    "fmt, import_fmt, min_iou", [("yolo_seg", "yolo", 0.97), ("labelme", "labelme", 0.99)]
+)
+def test_yolo_and_labelme_import_back(
+    images, tmp_path, image_folder, studio_checkpoint, fmt, import_fmt, min_iou
+):
+    import shutil
+
+    client, ws = images
+    for t, (x, y) in enumerate([(80, 120), (100, 150)]):
+        oid = prompt(client, 1, t, point(x, y))["object_id"]
+        client.post(f"/api/objects/{oid}/finish", json={"label": ["car", "tree"][t]})
+    want = {o.created_frame: ws.project.mask(o.id, o.created_frame) for o in ws.project.objects()}
+    out = client.post("/api/export", json={"format": fmt}).json()
+    client2, ws2 = open_app(tmp_path / "fresh", [image_folder], studio_checkpoint)
+    try:
+        folder = ws2.project.path / "incoming"
+        shutil.copytree(ws.project.path / "exports" / out["name"], folder)
+        target = folder / "labels" if (folder / "labels").is_dir() and import_fmt == "yolo" else folder
+        r = client2.post("/api/import", json={"format": import_fmt, "path": str(target)})
+        assert r.status_code == 200, r.text
+        assert r.json()["objects"] == 2
+        for o in ws2.project.objects():
+            (t,) = ws2.project.coverage(1)[o.id]
+            # polygons keep outer rings only (holes filled): compare with what a polygon can hold
+            from masklet.io.polygons import mask_to_polygons, polygons_to_mask
+
+            got = ws2.project.mask(o.id, t)
+            tol = ws.project.get_setting("polygon_tolerance", 1.5)
+            ref = polygons_to_mask(mask_to_polygons(want[t], tolerance=tol), *want[t].shape)
+            iou = (got & ref).sum() / max((got | ref).sum(), 1)
+            assert iou >= min_iou, (fmt, t, iou)
+            assert ws2.project.label(o.label_id).name == ["car", "tree"][t]
+    finally:
+        close_app(client2, ws2)

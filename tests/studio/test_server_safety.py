@@ -112,6 +112,12 @@ def test_token_required_when_set(tmp_path, clip_folder, studio_checkpoint):
     client, ws = open_app(tmp_path / "p", [clip_folder], studio_checkpoint, token="s3cret")
     try:
         assert "token" in _is_json_error(client.get("/api/project"), 401)
+        page = client.get("/")
+        assert (
+            page.status_code == 401
+            and "?token=" in page.text
+            and page.headers["content-type"].startswith("text/html")
+        )
         assert client.get("/api/project", headers={"X-Masklet-Token": "wrong"}).status_code == 401
         assert client.get("/api/project", headers={"X-Masklet-Token": "s3cret"}).status_code == 200
         r = client.get("/?token=s3cret")

@@ -108,9 +108,18 @@ def test_track_correct_add_object_mid_video(video):
     assert max(ws.project.coverage(1)[oid2]) < 10
     assert client.delete(f"/api/objects/{oid}").status_code == 200
     assert [o.id for o in ws.project.objects()] == [oid2]
-    # tracking again respects the end of object 2
-    track(client, 1, 8)
+    # tracking again respects the end of object 2; running jobs are listed for reloaded pages
+    r = client.post("/api/media/1/track", json={"frame": 8})
+    listed = client.get("/api/jobs", params={"media_id": 1}).json()
+    assert r.json()["id"] in [j["id"] for j in listed]
+    assert wait_job(client, r.json()["id"])["state"] == "done"
+    assert client.get("/api/jobs", params={"running": True}).json() == []
+    assert client.get("/api/project").json()["jobs"] == []
     assert max(ws.project.coverage(1)[oid2]) < 10
+    # deleting from its first frame leaves nothing: the object goes entirely
+    first = min(ws.project.coverage(1)[oid2] + list(ws.project.prompts(oid2)))
+    client.post(f"/api/objects/{oid2}/delete_from", json={"frame": first})
+    assert ws.project.objects() == []
 
 
 def test_cancel_keeps_finished_frames_and_blocks_edits(video):

@@ -1,0 +1,85 @@
+// The export menu: pick a format and a scope, POST /api/export, offer the zip download.
+
+import { api, withToken } from "./api.js";
+import { $, el, showError } from "./ui.js";
+
+export const FORMATS = [
+  { id: "coco", name: "COCO", detail: "instance masks as RLE" },
+  { id: "coco_polygon", name: "COCO polygons", detail: "masks as polygons" },
+  { id: "yolo_seg", name: "YOLO segmentation", detail: "polygon .txt per image" },
+  { id: "yolo_det", name: "YOLO detection", detail: "boxes .txt per image" },
+  { id: "labelme", name: "LabelMe", detail: "one JSON per image" },
+  { id: "mot", name: "MOT", detail: "tracks as boxes (videos)" },
+  { id: "png", name: "PNG masks", detail: "an index mask per frame" },
+  { id: "mp4", name: "Overlay video", detail: "MP4 with masks drawn" },
+];
+
+export class ExportMenu {
+  /** getMedia() -> the open media or null (for the "this media" scope). */
+  constructor(button, menu, getMedia) {
+    this.button = button;
+    this.menu = menu;
+    this.getMedia = getMedia;
+    this.list = $("#export-formats", menu);
+    this.result = $("#export-result", menu);
+    this.list.replaceChildren(
+      ...FORMATS.map((f) =>
+        el(
+          "button.menu-item",
+          { type: "button", dataset: { format: f.id }, onclick: () => this.run(f) },
+          el("span.menu-item-name", {}, f.name),
+          el("span.menu-item-detail", {}, f.detail),
+        ),
+      ),
+    );
+    button.addEventListener("click", (e) => {
+      e.stopPropagation();
+      this.toggle();
+    });
+    document.addEventListener("pointerdown", (e) => {
+      if (!this.menu.hidden && !this.menu.contains(e.target) && e.target !== button) this.toggle(false);
+    });
+  }
+
+  toggle(show = this.menu.hidden) {
+    this.menu.hidden = !show;
+    this.button.classList.toggle("active", show);
+    if (show) {
+      const media = this.getMedia();
+      const scope = $("#export-scope-media", this.menu);
+      scope.disabled = !media;
+      $("#export-scope-media-name", this.menu).textContent = media ? media.name : "no media open";
+      if (!media) $("#export-scope-all", this.menu).checked = true;
+    }
+  }
+
+  async run(format) {
+    const media = this.getMedia();
+    const onlyThis = $("#export-scope-media", this.menu).checked && media;
+    const body = { format: format.id, media_ids: onlyThis ? [media.id] : null };
+    this.menu.classList.add("working");
+    try {
+      const res = await api.post("/api/export", body);
+      this.showResult(format, res);
+    } catch (err) {
+      showError(err);
+    } finally {
+      this.menu.classList.remove("working");
+    }
+  }
+
+  showResult(format, res) {
+    const count = res.files ? res.files.length : 0;
+    const link = el(
+      "a.button.primary.export-download",
+      { href: withToken(res.download), download: `${res.name}.zip` },
+      "Download .zip",
+    );
+    this.result.hidden = false;
+    this.result.replaceChildren(
+      el("div.export-title", {}, `${format.name}: ${count} file${count === 1 ? "" : "s"} written`),
+      el("code.export-path", { title: res.path }, res.path),
+      link,
+    );
+  }
+}

@@ -1,0 +1,97 @@
+// The left sidebar: the media list and the objects of the current frame.
+
+import { el, icon } from "./ui.js";
+
+function mediaMeta(m) {
+  if (m.kind === "video") {
+    const fps = m.fps ? ` · ${Math.round(m.fps * 100) / 100} fps` : "";
+    return `${m.num_frames} frames · ${m.width}×${m.height}${fps}`;
+  }
+  return `${m.num_frames} image${m.num_frames === 1 ? "" : "s"}`;
+}
+
+const KIND_GLYPH = { video: "▶", images: "▦" };
+
+/** Fills `root` with one button per media; `onOpen(media)` on click. */
+export function renderMediaList(root, media, activeId, onOpen) {
+  if (!media.length) {
+    root.replaceChildren(el("li.empty-hint", {}, "No media opened. Run `masklet studio VIDEO_OR_FOLDER`."));
+    return;
+  }
+  root.replaceChildren(
+    ...media.map((m) =>
+      el(
+        "li",
+        {},
+        el(
+          `button.media-item${m.id === activeId ? ".active" : ""}`,
+          { type: "button", dataset: { mediaId: m.id, kind: m.kind }, onclick: () => onOpen(m), title: m.name },
+          el(`span.media-kind.${m.kind}`, {}, KIND_GLYPH[m.kind] || "•"),
+          el("span.media-text", {}, el("span.media-name", {}, m.name), el("span.media-meta", {}, mediaMeta(m))),
+        ),
+      ),
+    ),
+  );
+}
+
+/**
+ * Fills `root` with the objects of the current frame. `selectedInfo` describes a selected object that
+ * is not on this frame (so the user sees where new prompts go). handlers: onSelect(id),
+ * onRelabel(obj), onDeleteFrom(obj), onDelete(obj).
+ */
+export function renderObjectList(root, objects, { selected, selectedInfo, isVideo, handlers }) {
+  const rows = objects.map((obj) => objectRow(obj, obj.id === selected, isVideo, handlers));
+  if (selected != null && !objects.some((o) => o.id === selected) && selectedInfo) {
+    rows.unshift(objectRow({ ...selectedInfo, offFrame: true }, true, isVideo, handlers));
+  }
+  if (!rows.length) {
+    rows.push(el("li.empty-hint", {}, "No objects here. Click the object to segment; shift-click removes areas."));
+  }
+  root.replaceChildren(...rows);
+}
+
+function objectRow(obj, isSelected, isVideo, handlers) {
+  const pending = obj.status === "pending";
+  const name = obj.label || (pending ? "new object" : "unlabeled");
+  let detail = pending ? "pending · press F to finish" : obj.source || "";
+  if (obj.offFrame) detail = "not on this frame: click to add it here";
+  else if (!pending && obj.area) detail = `${obj.source || "mask"} · ${formatArea(obj.area)}`;
+  const stop = (fn) => (e) => {
+    e.stopPropagation();
+    fn(obj);
+  };
+  const actions = el("span.obj-actions");
+  if (!pending && isVideo && !obj.offFrame) {
+    actions.append(
+      el("button.icon-btn.delete-from", { type: "button", title: "Delete from this frame on", onclick: stop(handlers.onDeleteFrom) },
+        icon("cut")),
+    );
+  }
+  actions.append(
+    el("button.icon-btn.delete", { type: "button", title: "Delete this object entirely", onclick: stop(handlers.onDelete) },
+      icon("trash")),
+  );
+  return el(
+    `li.object-row${isSelected ? ".selected" : ""}${pending ? ".pending" : ""}${obj.offFrame ? ".off-frame" : ""}`,
+    {
+      dataset: { objectId: obj.id, trackId: obj.track_id, status: obj.status, label: obj.label || "" },
+      style: { "--obj-color": obj.color },
+      tabIndex: 0,
+      title: pending ? "Pending object" : "Click to select, double-click to rename",
+      onclick: () => handlers.onSelect(obj.id),
+      ondblclick: () => !pending && handlers.onRelabel(obj),
+    },
+    el("span.swatch", { style: { background: obj.color } }),
+    el("span.obj-label", {}, name),
+    el("span.obj-track", {}, `#${obj.track_id}`),
+    el(`span.status-pill.${obj.status}`, {}, obj.status),
+    el("span.obj-detail", {}, detail),
+    actions,
+  );
+}
+
+function formatArea(a) {
+  if (a >= 1e6) return `${(a / 1e6).toFixed(1)} Mpx`;
+  if (a >= 1e3) return `${(a / 1e3).toFixed(1)} kpx`;
+  return `${a} px`;
+}
