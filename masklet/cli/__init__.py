@@ -19,6 +19,7 @@ import sys
 
 from .common import DEFAULT_MODEL, CLIError, load_model, one_line, user_errors
 from .demo import add_demo_parser, cmd_demo
+from .eval import add_eval_parser, cmd_eval
 from .everything import add_everything_parser, cmd_everything
 from .models import add_models_parsers, cmd_download, cmd_models
 from .prompts import MAX_OBJ_ID, TRACK_FORMATS, TRACK_PROMPTS
@@ -52,6 +53,7 @@ COMMANDS = {
     "download": cmd_download,
     "demo": cmd_demo,
     "studio": cmd_studio,
+    "eval": cmd_eval,
 }
 
 
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parsers(sub)
     add_demo_parser(sub)
     add_studio_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
