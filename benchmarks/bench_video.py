@@ -42,6 +42,9 @@ from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from compute_floor import count_flops, matmul_peak  # noqa: E402
 
 from masklet.checkpoints import build_model  # noqa: E402
 from masklet.inference.video import VideoPredictor  # noqa: E402
@@ -113,6 +116,7 @@ class Run:
 
     seconds: list[float]
     masks: list[np.ndarray]  # per frame: (N_obj, H, W) bool
+    flops: int = 0  # of the last frame, when counted
 
     @property
     def total(self) -> float:
@@ -124,23 +128,54 @@ class Run:
         return statistics.mean(self.seconds[first:])
 
 
-def run_session(predictor, folder: Path, autocast) -> Run:
-    """Prompt two objects on frame 0 (a click, a box) and time ``propagate_in_video``."""
+def prompt_objects(predictor, state, n: int) -> None:
+    """Prompt ``n`` objects on frame 0: clicks and boxes alternating, spread over the frame."""
+    h, w = state["video_height"], state["video_width"]
+    spots = [(0.45, 0.6), (0.22, 0.4), (0.75, 0.35), (0.6, 0.8), (0.3, 0.85), (0.85, 0.65)]
+    for i in range(n):
+        x, y = spots[i % len(spots)]
+        if i % 2 == 0:
+            predictor.add_new_points_or_box(state, 0, i + 1, points=[[x * w, y * h]], labels=[1])
+        else:
+            box = [
+                max(0.0, x - 0.15) * w,
+                max(0.0, y - 0.2) * h,
+                min(1.0, x + 0.15) * w,
+                min(1.0, y + 0.2) * h,
+            ]
+            predictor.add_new_points_or_box(state, 0, i + 1, box=box)
+
+
+def run_session(predictor, folder: Path, autocast, objects: int = 2, count_last: bool = False) -> Run:
+    """Prompt ``objects`` objects on frame 0 and time ``propagate_in_video``.
+
+    count_last: also count the FLOPs of the last frame (slower; only for the compute floor)."""
+    flops = 0
     with torch.inference_mode(), autocast():
         state = predictor.init_state(str(folder))
-        h, w = state["video_height"], state["video_width"]
-        predictor.add_new_points_or_box(state, 0, 1, points=[[0.45 * w, 0.6 * h]], labels=[1])
-        predictor.add_new_points_or_box(state, 0, 2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.7 * h])
+        prompt_objects(predictor, state, objects)
         seconds, masks = [], []
+        frames = predictor.propagate_in_video(state)
+        n = state["num_frames"]
         t = time.perf_counter()
-        for frame_idx, _, logits in predictor.propagate_in_video(state):
+        for i in range(n):
+            if count_last and i == n - 1:
+                box = {}
+
+                def step(box=box, it=frames):
+                    box["item"] = next(it)
+
+                flops = count_flops(step)
+                frame_idx, _, logits = box["item"]
+            else:
+                frame_idx, _, logits = next(frames)
             seconds.append(time.perf_counter() - t)
             assert frame_idx == len(masks), "frames are yielded in order from frame 0"
             masks.append((logits[:, 0] > 0).cpu().numpy())
             t = time.perf_counter()
-    del state
+    del state, frames
     gc.collect()
-    return Run(seconds, masks)
+    return Run(seconds, masks, flops)
 
 
 def min_iou(a: Run, b: Run) -> float:
@@ -159,66 +194,83 @@ def median_run(runs: list[Run]) -> Run:
     return sorted(runs, key=Run.per_frame)[(len(runs) - 1) // 2]
 
 
-def main() -> None:
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="sam2.1_hiera_tiny")
     ap.add_argument("--frames", type=int, default=11, help="clip length (>= 8 to reach a full memory bank)")
+    ap.add_argument("--objects", default="1,2,4", help="comma-separated object counts (default 1,2,4)")
     ap.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16")
     ap.add_argument("--image-size", type=int, default=1024, help="model input side (1024 officially)")
-    ap.add_argument("--repeats", type=int, default=1, help="sessions per predictor; the median is kept")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed sessions per predictor first")
+    ap.add_argument("--repeats", type=int, default=1, help="sessions per predictor, alternated; median kept")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--no-floor", action="store_true", help="skip counting FLOPs for the compute floor")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args()
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad or not precisions:
-        known = ", ".join(PRECISIONS)
-        sys.exit(f"--precision takes a comma-separated list of {known}; got {args.precision!r}")
-    if args.frames < 2:
-        sys.exit(f"--frames must be at least 2 (use >= {FULL_BANK + 1} for a full memory bank)")
-    if args.frames <= FULL_BANK:
-        print(f"note: with {args.frames} frames the memory bank never fills; timing frames 1..", flush=True)
+    args.precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    bad = [p for p in args.precisions if p not in PRECISIONS]
+    if bad or not args.precisions:
+        sys.exit(
+            f"--precision takes a comma-separated list of {', '.join(PRECISIONS)}; got {args.precision!r}"
+        )
+    try:
+        args.counts = sorted({int(k) for k in args.objects.split(",")})
+    except ValueError:
+        sys.exit(f"--objects takes comma-separated counts such as 1,2,4; got {args.objects!r}")
+    if args.frames < 2 or min(args.counts) < 1:
+        sys.exit(f"--frames must be at least 2 (use >= {FULL_BANK + 1} for a full memory bank), objects >= 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     err = reference_error()
     if err:
         sys.exit(err)
     torch.set_num_threads(args.threads)
     print(f"{machine()}; {torch.get_num_threads()} threads", flush=True)
-
     ckpt = write_video_checkpoint(args.preset, Path(tempfile.gettempdir()) / f"bench-video-{args.preset}.pt")
     ref = build_reference_video(args.preset, ckpt, args.image_size)
-    rows, failures = [], []
+    rows, failures, flops, fp32_ref = [], [], {}, {}
+    bf16 = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "clip"
+        folder, warm, short = Path(tmp) / "clip", Path(tmp) / "warm", Path(tmp) / "short"
         clip = clip_folder(folder, args.frames)
+        clip_folder(warm, 3)
+        clip_folder(short, FULL_BANK + 1)
         print(f"clip: {clip}", flush=True)
-        for label in precisions:
+        for label in args.precisions:
             dtype = PRECISIONS[label]
             model = build_model(args.preset, ckpt, device="cpu", dtype=dtype, image_size=args.image_size)
             ours = VideoPredictor(model, fill_hole_area=0)
-            bf16 = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16)
             ref_autocast = bf16 if dtype == torch.bfloat16 else contextlib.nullcontext
-            for _ in range(args.warmup):  # first calls pay for kernel selection and allocation
-                run_session(ref, folder, ref_autocast)
-                run_session(ours, folder, contextlib.nullcontext)
-            r = median_run([run_session(ref, folder, ref_autocast) for _ in range(args.repeats)])
-            o = median_run([run_session(ours, folder, contextlib.nullcontext) for _ in range(args.repeats)])
-            iou = min_iou(o, r)
-            rows.append((label, r, o, iou))
-            print(
-                f"{label}: reference {r.per_frame():.3f} s/frame (total {r.total:.2f} s)  "
-                f"masklet {o.per_frame():.3f} s/frame (total {o.total:.2f} s)  "
-                f"speed-up {r.per_frame() / o.per_frame():.2f}x  min mask IoU {iou:.4f}",
-                flush=True,
-            )
-            if dtype == torch.float32 and iou < MIN_IOU:
-                failures.append(f"float32 masks differ: min IoU {iou:.4f} < {MIN_IOU}")
+            peak = matmul_peak(dtype)
+            # first calls pay for kernel selection and allocation
+            run_session(ref, warm, ref_autocast, max(args.counts))
+            run_session(ours, warm, contextlib.nullcontext, max(args.counts))
+            for k in args.counts:
+                refs, ourss = [], []
+                for _ in range(args.repeats):  # alternated: A B A B
+                    refs.append(run_session(ref, folder, ref_autocast, k))
+                    ourss.append(run_session(ours, folder, contextlib.nullcontext, k))
+                r, o = median_run(refs), median_run(ourss)
+                if k not in flops and not args.no_floor:  # the same arithmetic at either precision
+                    flops[k] = run_session(ours, short, contextlib.nullcontext, k, count_last=True).flops
+                if dtype == torch.float32:
+                    fp32_ref[k] = r
+                iou = min_iou(o, fp32_ref.get(k, r))
+                rows.append((label, k, r, o, iou, flops.get(k, 0), peak))
+                print(
+                    f"{label} {k} object(s): reference {r.per_frame():.3f} s/frame  masklet "
+                    f"{o.per_frame():.3f} s/frame  speed-up {r.per_frame() / o.per_frame():.2f}x  "
+                    f"min mask IoU vs fp32 reference {iou:.4f}",
+                    flush=True,
+                )
+                if dtype == torch.float32 and iou < MIN_IOU:
+                    failures.append(f"float32 masks differ ({k} objects): min IoU {iou:.4f} < {MIN_IOU}")
             del model, ours
             gc.collect()
     if failures:
         sys.exit("; ".join(failures) + ": the timings compare different results, not written")
-    if "fp32" in precisions:
-        print(f"masks agree in float32: every object-frame IoU >= {MIN_IOU}")
     if args.write:
         write_section("video-speed", report(args, clip, rows))
 
@@ -228,26 +280,36 @@ def report(args, clip: str, rows) -> str:
     first = FULL_BANK if n > FULL_BANK else 1
     per_frame = f"frames {first}..{n - 1}" + (" (memory bank full)" if first == FULL_BANK else "")
     lines = [
-        f"### propagate_in_video, {args.preset}, 2 objects, {clip} -> {args.image_size}x{args.image_size}",
+        f"### propagate_in_video, {args.preset}, {clip} -> {args.image_size}x{args.image_size}",
         "",
-        f"Machine: {machine()}, {torch.get_num_threads()} threads. "
+        f"Machine: {machine()}, {torch.get_num_threads()} threads. Date: {time.strftime('%Y-%m-%d')}. "
         f"Command: `{command_line('bench_video.py')}`",
         "",
-        f"s/frame: mean over {per_frame}; total: the whole propagate_in_video over {n} frames "
-        f"(preflight included); median of {args.repeats} session(s) after {args.warmup} untimed one(s) "
-        "per predictor. Both with fill_hole_area=0, same seeded random checkpoint (official format). "
-        "bf16: masklet's model in bfloat16, the reference under torch.autocast(bfloat16). "
-        f"Masks checked to agree in float32 (IoU >= {MIN_IOU} on every object-frame).",
+        f"s/frame: mean over {per_frame}, median of {args.repeats} session(s) per predictor, sessions "
+        "alternated reference / masklet, after one untimed warm-up each. Objects prompted on frame 0 "
+        "(clicks and boxes alternating). Both with fill_hole_area=0, same seeded random checkpoint "
+        "(official format). bf16: masklet's model in bfloat16, the reference under "
+        "torch.autocast(bfloat16). Compute floor: masklet's FLOPs of a frame with a full memory bank "
+        "(matmuls and convolutions, counted) over the machine's measured matmul peak at that precision. "
+        "Min IoU: every object on every frame against the float32 reference's mask.",
         "",
-        "| precision | reference s/frame | masklet s/frame | speed-up | reference total | masklet total "
-        "| min mask IoU vs reference |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| precision | objects | reference s/frame | masklet s/frame | speed-up | compute floor | "
+        "masklet / floor | min mask IoU vs fp32 reference |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for label, r, o, iou in rows:
+    for label, k, r, o, iou, fl, peak in rows:
+        floor = fl / peak if fl else float("nan")
         lines.append(
-            f"| {label} | {r.per_frame():.3f} s | {o.per_frame():.3f} s | "
-            f"{r.per_frame() / o.per_frame():.2f}x | {r.total:.2f} s | {o.total:.2f} s | {iou:.4f} |"
+            f"| {label} | {k} | {r.per_frame():.3f} s | {o.per_frame():.3f} s | "
+            f"{r.per_frame() / o.per_frame():.2f}x | {fl / 1e9:.0f} GFLOP / {peak / 1e12:.2f} TFLOP/s = "
+            f"{floor:.3f} s | {o.per_frame() / floor:.1f}x | {iou:.4f} |"
         )
+    lines.append("")
+    for label in args.precisions:
+        per = {k: o.per_frame() for lab, k, _, o, *_ in rows if lab == label}
+        if 1 in per and max(per) > 1:
+            k = max(per)
+            lines.append(f"- {label}: {k} objects cost {per[k] / per[1]:.2f}x of 1 object (masklet)")
     return "\n".join(lines) + "\n"
 
 

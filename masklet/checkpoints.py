@@ -301,6 +301,7 @@ def build_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     image_size: int | None = None,
+    compile: bool = False,
 ) -> SAM2Model:
     """A :class:`SAM2Model` in eval mode with the weights loaded strictly.
 
@@ -315,6 +316,8 @@ def build_model(
         compute dtype of the heavy modules; the prompt encoder and mask decoder stay float32 (see
         ``SAM2Model.set_compute_dtype``).
     image_size: input side in pixels (default 1024; see ``ModelConfig.with_image_size``).
+    compile: ``torch.compile`` the image encoder and memory attention (see ``masklet.compile``: opt-in,
+        the first calls pay the compile time, and a failure falls back to eager execution).
     """
     torch_device = _resolve_device(device)
     torch_dtype = parse_dtype(dtype, torch_device)
@@ -324,7 +327,12 @@ def build_model(
 
     model = SAM2Model(cfg)
     load_into(model, sd, cfg.name)
-    return model.to(device=torch_device).set_compute_dtype(torch_dtype).eval()
+    model = model.to(device=torch_device).set_compute_dtype(torch_dtype).eval()
+    if compile:
+        from masklet.compile import compile_model
+
+        compile_model(model)
+    return model
 
 
 def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:

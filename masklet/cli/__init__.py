@@ -25,6 +25,7 @@ from .models import add_models_parsers, cmd_download, cmd_models
 from .prompts import MAX_OBJ_ID, TRACK_FORMATS, TRACK_PROMPTS
 from .segment import add_segment_parser, cmd_segment, write_outputs
 from .studio import add_studio_parser, cmd_studio
+from .train import add_train_parser, cmd_train
 from .track import add_track_parser, cmd_track, track_passes
 
 # Older private names, kept for code (and tests) written against the single-module CLI.
@@ -54,6 +55,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "studio": cmd_studio,
     "eval": cmd_eval,
+    "train": cmd_train,
 }
 
 
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     add_studio_parser(sub)
     add_eval_parser(sub)
+    add_train_parser(sub)
     return parser
 
 

@@ -59,6 +59,14 @@ def add_model_args(p: argparse.ArgumentParser, image_size_help: str | None = Non
         help=image_size_help or "model input size, e.g. 512/768 for speed",
     )
     g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the image encoder and memory attention (slow first frame; falls back to eager)",
+    )
+    g.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    g.add_argument(
         "--random-weights",
         action="store_true",
         help="use seeded random weights (masks are meaningless; for testing the pipeline only)",
@@ -79,12 +87,31 @@ def one_line(exc: BaseException) -> str:
 # ------------------------------------------------------------------ model loading
 def load_model(args, allow_random_fallback: bool = False):
     """Returns (model, weights_label). weights_label is 'official', 'checkpoint:<path>' or 'random'."""
-    from .. import checkpoints
     from ..runtime import parse_dtype
 
     device = parse_device(args.device)
     dtype = parse_dtype(args.dtype, device)
     name = args.model or DEFAULT_MODEL
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            raise CLIError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    model, label = _load(args, device, dtype, name, allow_random_fallback)
+    if getattr(args, "compile", False):
+        from ..compile import compile_model, compile_status, warm_up
+
+        compile_model(model)
+        seconds = warm_up(model)
+        print(f"compiled in {seconds:.1f} s: {compile_status(model)}", file=sys.stderr)
+    return model, label
+
+
+def _load(args, device, dtype, name, allow_random_fallback):
+    from .. import checkpoints
+
     if args.random_weights:
         if args.checkpoint is not None:
             raise CLIError("--random-weights and --checkpoint exclude each other; pass only one of them")

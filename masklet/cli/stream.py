@@ -117,7 +117,12 @@ def cmd_stream(args) -> int:
         range_text = f"--max-frames {limit} stops after frame {limit - 1}" if limit else None
         groups = track_prompts(args, limit, hw, range_text=range_text)
         model, weights = load_model_late(args)
-        tracker = StreamTracker(model)
+        bank = None
+        if args.memory_frames is not None:
+            from ..inference.memory_bank import MemoryBank
+
+            bank = MemoryBank.official(model.cfg, num_maskmem=args.memory_frames)
+        tracker = StreamTracker(model, memory_bank=bank)
         args.out.mkdir(parents=True, exist_ok=True)
         current = _CurrentFrame()
         meta = run_meta(model, weights)

@@ -75,6 +75,12 @@ def add_track_parser(sub) -> None:
         help="comma-separated outputs: png (masks/NNNNN.png, pixel = object id), rle (masks.json), "
         "mp4 (overlay.mp4) (default: all three)",
     )
+    tr.add_argument(
+        "--memory-frames",
+        type=int,
+        default=None,
+        help="recent frames each frame attends to, 1..7 (default 7, as officially; fewer is faster)",
+    )
     add_model_args(tr, image_size_help=IMAGE_SIZE_HELP)
 
 
@@ -163,6 +169,8 @@ def propagate(predictor, state, passes, sinks, bar) -> tuple[set[int], int]:
 def cmd_track(args) -> int:
     from contextlib import ExitStack
 
+    if args.memory_frames is not None and not 1 <= args.memory_frames <= 7:
+        raise CLIError(f"--memory-frames must be 1..7, got {args.memory_frames}")
     if args.stream is not None:
         from .stream import cmd_stream
 
@@ -172,10 +180,14 @@ def cmd_track(args) -> int:
     source, groups, passes, formats = _prepare_track(args)
     with ExitStack() as stack:
         stack.callback(source.close)
+        from ..inference.memory_bank import MemoryBank
         from ..inference.video import VideoPredictor
 
         model, weights = load_model_late(args)
-        predictor = VideoPredictor(model)
+        bank = None
+        if args.memory_frames is not None:
+            bank = MemoryBank.official(model.cfg, num_maskmem=args.memory_frames)
+        predictor = VideoPredictor(model, memory_bank=bank)
         state = predictor.init_state(source)  # the source opened for the checks, not a second one
         stack.callback(state.close)
         _add_track_prompts(predictor, state, groups)

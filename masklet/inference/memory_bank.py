@@ -49,6 +49,23 @@ class MemoryBank:
     only_past_pointers: bool = True
     signed_pointer_positions: bool = True
 
+    @classmethod
+    def official(cls, cfg, **overrides) -> MemoryBank:
+        """The official selection for a model config (``SAM2Model.cfg``); ``overrides`` change fields,
+        e.g. ``num_maskmem=3`` attends to fewer recent frames (faster, see benchmarks/RESULTS.md)."""
+        fields = {
+            "num_maskmem": cfg.num_maskmem,
+            "max_obj_ptrs": cfg.max_obj_ptrs_in_encoder,
+            "only_past_pointers": cfg.only_obj_ptrs_in_the_past_for_eval,
+            "signed_pointer_positions": cfg.traits.use_signed_tpos_enc_to_obj_ptrs,
+        }
+        if "num_maskmem" in overrides and not 1 <= overrides["num_maskmem"] <= cfg.num_maskmem:
+            raise ValueError(
+                f"num_maskmem must be 1..{cfg.num_maskmem} (the model has {cfg.num_maskmem} temporal "
+                f"memory encodings), got {overrides['num_maskmem']}"
+            )
+        return cls(**{**fields, **overrides})
+
     def __post_init__(self) -> None:
         for name in ("num_maskmem", "max_obj_ptrs", "stride"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

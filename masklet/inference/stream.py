@@ -93,12 +93,7 @@ class StreamTracker(FrameTracker):
         add_all_frames_to_correct_as_cond: bool = True,
     ) -> None:
         cfg = model.cfg
-        bank = memory_bank or MemoryBank(
-            num_maskmem=cfg.num_maskmem,
-            max_obj_ptrs=cfg.max_obj_ptrs_in_encoder,
-            only_past_pointers=cfg.only_obj_ptrs_in_the_past_for_eval,
-            signed_pointer_positions=cfg.traits.use_signed_tpos_enc_to_obj_ptrs,
-        )
+        bank = memory_bank or MemoryBank.official(cfg)
         super().__init__(model, bank, fill_hole_area)
         if max_prompt_frames < 1:
             raise ValueError(f"max_prompt_frames must be >= 1, got {max_prompt_frames}")

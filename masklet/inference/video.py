@@ -64,12 +64,7 @@ class VideoPredictor(FrameTracker):
         state_budget_bytes: int = 512 * 2**20,
     ) -> None:
         cfg = model.cfg
-        bank = memory_bank or MemoryBank(
-            num_maskmem=cfg.num_maskmem,
-            max_obj_ptrs=cfg.max_obj_ptrs_in_encoder,
-            only_past_pointers=cfg.only_obj_ptrs_in_the_past_for_eval,
-            signed_pointer_positions=cfg.traits.use_signed_tpos_enc_to_obj_ptrs,
-        )
+        bank = memory_bank or MemoryBank.official(cfg)
         super().__init__(model, bank, fill_hole_area)
         self.non_overlap_masks = non_overlap_masks
         self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input

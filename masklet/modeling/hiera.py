@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masklet.modeling.common import MLP
-from masklet.modeling.kernels import linear, onednn_applies, softmax_attention
+from masklet.modeling.kernels import compiling, linear, onednn_applies, softmax_attention
 from masklet.presets import HieraConfig
 
 _LN_EPS = 1e-6
@@ -276,7 +276,7 @@ class Hiera(nn.Module):
         Computed in float32. Cached while gradients are off, keyed on the parameters' storage and
         version counters so that loading or editing weights invalidates it.
         """
-        cacheable = not torch.is_grad_enabled()
+        cacheable = not torch.is_grad_enabled() and not compiling()
         key = self._pos_key(h, w, dtype) if cacheable else None
         if cacheable and self._pos_cache is not None and self._pos_cache[0] == key:
             return self._pos_cache[1]

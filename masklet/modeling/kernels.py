@@ -33,12 +33,19 @@ def _onednn_linear_works(dtype: torch.dtype) -> bool:
         return False
 
 
+def compiling() -> bool:
+    """True while ``torch.compile`` traces: hand-written kernels step aside for the plain ops it fuses."""
+    return torch.compiler.is_compiling() if hasattr(torch, "compiler") else False
+
+
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     # measured on a 2-core AMD EPYC: MKL's fp32 GEMM (behind F.linear) reaches 215 GFLOP/s, oneDNN 480.
     # The oneDNN op has no autograd formula, so it only serves inference
     if x.device.type != "cpu" or x.dtype != weight.dtype or x.dtype not in (torch.float32, torch.bfloat16):
         return False
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    if compiling():
         return False
     return torch.backends.mkldnn.enabled and _onednn_linear_works(x.dtype)
 
@@ -103,8 +110,9 @@ def softmax_attention(
     query-key pairs (a batch of small windows, or a slab of queries of one image); ``out``
     (B, Lq, heads, d), if given, receives the result.
     """
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        # the blocked loop writes into buffers in place, which autograd cannot follow
+    if compiling() or (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
+        # the blocked loop writes into buffers in place, which autograd cannot follow (and a compiler
+        # fuses the plain formula itself)
         res = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         res = res.transpose(1, 2)
         return res.contiguous() if out is None else out.copy_(res)

@@ -18,7 +18,7 @@ import math
 import torch
 
 from masklet.modeling.common import Attention
-from masklet.modeling.kernels import linear, softmax_attention
+from masklet.modeling.kernels import compiling, linear, softmax_attention
 
 # Bytes of attention scores per step of the CPU memory-attention kernel (one head of width 256 over
 # ~29k memory keys). Measured on a 2-core AMD EPYC: the score GEMM (rows x 256 @ 256 x 29k) runs at
@@ -178,7 +178,9 @@ class RoPEAttention(Attention):
         return _apply(self.out_proj, self._merge(out))
 
     def _fast_cpu(self, q: torch.Tensor) -> bool:
-        return not self.training and q.device.type == "cpu" and not torch.is_grad_enabled()
+        return (
+            not self.training and q.device.type == "cpu" and not torch.is_grad_enabled() and not compiling()
+        )
 
     def _attend_then_project_values(
         self, q: torch.Tensor, k: torch.Tensor, v_in: torch.Tensor
