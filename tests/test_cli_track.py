@@ -251,6 +251,7 @@ TRACK_ERRORS = {
         r"--start 9 is out of range; the video has 6 frames \(0\.\.5\)",
     ),
     "max frames": ("--point 0:5,5@1 --max-frames 0", r"--max-frames must be >= 1, got 0"),
+    "memory frames": ("--point 0:5,5@1 --memory-frames 8", r"--memory-frames must be 1\.\.7, got 8"),
     "unknown format": (
         "--point 0:5,5@1 --format png,gif",
         r"--format 'png,gif': unknown output format 'gif'; choose from png, rle, mp4",

@@ -25,8 +25,8 @@ from .models import add_models_parsers, cmd_download, cmd_models
 from .prompts import MAX_OBJ_ID, TRACK_FORMATS, TRACK_PROMPTS
 from .segment import add_segment_parser, cmd_segment, write_outputs
 from .studio import add_studio_parser, cmd_studio
-from .train import add_train_parser, cmd_train
 from .track import add_track_parser, cmd_track, track_passes
+from .train import add_train_parser, cmd_train
 
 # Older private names, kept for code (and tests) written against the single-module CLI.
 _track_passes = track_passes

@@ -10,7 +10,6 @@ Several GPUs: ``torchrun --nproc_per_node 4 -m masklet.cli train config.yaml --o
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

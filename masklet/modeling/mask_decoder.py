@@ -127,10 +127,15 @@ class MaskDecoder(nn.Module):
     def project_high_res_features(
         self, feat_s0: torch.Tensor, feat_s1: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """FPN levels (B, C, 4h, 4w) and (B, C, 2h, 2w) -> (B, C/8, 4h, 4w), (B, C/4, 2h, 2w)."""
+        """FPN levels (B, C, 4h, 4w) and (B, C/8, 2h, 2w) -> (B, C/8, 4h, 4w), (B, C/4, 2h, 2w).
+
+        The inputs may be in another dtype than the decoder (bf16 from a bf16 encoder): they are
+        converted to the decoder's dtype, a band of rows at a time without autograd (these are 1x1
+        convolutions, so bands are independent), instead of materialising the full-size converted map.
+        """
         if not self.use_high_res_features:
             raise RuntimeError("this decoder was built with use_high_res_features=False")
-        return self.conv_s0(feat_s0), self.conv_s1(feat_s1)
+        return _project(self.conv_s0, feat_s0), _project(self.conv_s1, feat_s1)
 
     def forward(
         self,
@@ -298,3 +303,21 @@ class MaskDecoder(nn.Module):
         pick = torch.where(score >= self.dynamic_multimask_stability_thresh, 0, best_multi)
         rows = torch.arange(masks.shape[0], device=masks.device)
         return masks[rows, pick].unsqueeze(1), iou_pred[rows, pick].unsqueeze(1)
+
+
+_BAND_ELEMS = 1 << 20  # input elements converted per band (4 MiB in float32: stays in cache)
+
+
+def _project(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x.to(conv.weight.dtype))`` for a 1x1 convolution, converting a band of rows at a time."""
+    dtype = conv.weight.dtype
+    if x.dtype == dtype:
+        return conv(x)
+    b, c, h, w = x.shape
+    rows = max(1, _BAND_ELEMS // (b * c * w))
+    if torch.is_grad_enabled() or rows >= h:
+        return conv(x.to(dtype))
+    out = torch.empty((b, conv.out_channels, h, w), dtype=dtype, device=x.device)
+    for r in range(0, h, rows):
+        out[:, :, r : r + rows] = conv(x[:, :, r : r + rows].to(dtype))
+    return out

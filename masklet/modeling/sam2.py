@@ -113,6 +113,7 @@ class SAM2Model(nn.Module):
         else:
             self.register_parameter("no_obj_embed_spatial", None)
         self.obj_ptr_tpos_proj = nn.Linear(d, mem) if traits.proj_tpos_enc_in_obj_ptrs else nn.Identity()
+        self._head_pos_cache: tuple | None = None  # see _head_pos
         for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc, self.no_obj_ptr):
             nn.init.trunc_normal_(p, std=0.02)
 
@@ -153,13 +154,30 @@ class SAM2Model(nn.Module):
 
     # ---------------------------------------------------------------- image
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
-        """images: (B, 3, S, S) normalized with the ImageNet mean/std -> features in ``head_dtype``."""
+        """images: (B, 3, S, S) normalized with the ImageNet mean/std -> features in ``head_dtype``.
+
+        ``pos`` holds the position encodings of the three levels; the stride-16 one (used by memory
+        attention) is in ``head_dtype``, the two higher-resolution ones stay in the encoder's dtype
+        (nothing in inference reads them; converting them would cost two large copies per image).
+        """
         feats, pos = self.image_encoder(images.to(self.dtype))
-        feats = [f.to(self.head_dtype) for f in feats]
-        pos = [p.to(self.head_dtype) for p in pos]
-        # the decoder's high-resolution projections depend only on the image: run them once here
+        # the decoder's high-resolution projections depend only on the image: run them once here (they
+        # convert the two large maps to the decoder's dtype band by band)
         s0, s1 = self.sam_mask_decoder.project_high_res_features(feats[0], feats[1])
-        return ImageFeatures(image_embed=feats[2], high_res=[s0, s1], pos=pos)
+        pos = [*pos[:-1], self._head_pos(pos[-1])]
+        return ImageFeatures(image_embed=feats[2].to(self.head_dtype), high_res=[s0, s1], pos=pos)
+
+    def _head_pos(self, pos: torch.Tensor) -> torch.Tensor:
+        """The stride-16 position encoding (B, C, h, w) in ``head_dtype``. It is a constant of the
+        resolution (a sine encoding), so the converted copy is kept while gradients are off."""
+        if pos.dtype == self.head_dtype:
+            return pos
+        if torch.is_grad_enabled():
+            return pos.to(self.head_dtype)
+        key = (tuple(pos.shape[1:]), pos.dtype, pos.device, self.head_dtype)
+        if self._head_pos_cache is None or self._head_pos_cache[0] != key:
+            self._head_pos_cache = (key, pos[:1].to(self.head_dtype))
+        return self._head_pos_cache[1].expand(pos.shape[0], -1, -1, -1)
 
     def embed_without_memory(self, image_embed: torch.Tensor) -> torch.Tensor:
         """The stride-16 features of a frame with no memory to attend to (single images, first frames)."""

@@ -101,10 +101,12 @@ class FrameFeatures:
         found = [self.cache.get(k) for k in keys]
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
-            fresh = self._encode(self.images_for(clip, missing).to(device))
-            for i, f in zip(missing, fresh):
-                self.cache.put(keys[i], f)
-                found[i] = f
+            images = self.images_for(clip, missing).to(device)
+            for i, image in zip(missing, images):
+                # one frame at a time: a frame's cached features must not depend on which other
+                # frames missed the cache with it (batched matmuls may round differently)
+                found[i] = self._encode(image[None])[0]
+                self.cache.put(keys[i], found[i])
         return found  # type: ignore[return-value]
 
     def _encode(self, images: torch.Tensor) -> list[ImageFeatures]:

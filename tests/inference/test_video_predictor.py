@@ -656,6 +656,16 @@ def names(sel):
     return [(t, o.name) for t, o in sel.memories], [(t, o.name) for t, o in sel.pointers]
 
 
+def test_official_bank_for_a_model_and_fewer_memory_frames(model):
+    bank = MemoryBank.official(model.cfg)
+    assert (bank.num_maskmem, bank.max_obj_ptrs) == (model.cfg.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
+    few = MemoryBank.official(model.cfg, num_maskmem=3)
+    mems, _ = names(few.select(10, outs(0, kind="c"), outs(*range(1, 10))))
+    assert mems == [(0, "c0"), (1, "n8"), (2, "n9")]
+    with pytest.raises(ValueError, match="num_maskmem must be 1..7"):
+        MemoryBank.official(model.cfg, num_maskmem=9)
+
+
 def test_memory_bank_forward_selection():
     bank = MemoryBank()
     mems, ptrs = names(bank.select(10, outs(0, kind="c"), outs(*range(1, 10)), num_frames=30))
