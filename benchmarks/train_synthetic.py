@@ -7,9 +7,9 @@
    move, turn, scale, occlude each other, leave and come back.
 2. The starting checkpoint: a seeded random initialisation of sam2.1_hiera_tiny (official format), so
    that all it knows is learned here.
-3. The small configuration (``small_config``): image size 128, the image encoder frozen with its
-   features cached (two augmentation variants per video), everything after the encoder trained:
-   prompt encoder, mask decoder, memory attention, memory encoder, pointer heads.
+3. The small configuration (``small_config``): image size 128, 8-frame clips, the image encoder frozen
+   with its features cached (two augmentation variants per video), everything after the encoder
+   trained: prompt encoder, mask decoder, memory attention, memory encoder, pointer heads.
 4. Held-out J&F before training (semi-supervised VOS, ground-truth mask on each object's first frame,
    DAVIS 2017 scoring), then training for ``--minutes`` of training time (filling the feature cache
    and a short step-time calibration included; the evaluations are not), evaluating ``--evals`` times
@@ -53,7 +53,7 @@ def small_config(root: Path, start: Path, args) -> dict:
         "data": {
             "sources": [{"kind": "davis", "root": str(root), "split": "train"}],
             "val": {"kind": "davis", "root": str(root), "split": "val"},
-            "clip_frames": 8,
+            "clip_frames": args.clip_frames,
             "max_objects": 3,
         },
         "prompts": {"correction_iters": 2},
@@ -100,7 +100,7 @@ def evaluate(trainer: Trainer, curve: list, train_s: float, losses: list[float])
     t0 = time.perf_counter()
     jf = trainer.validate()["J&F"]
     recent = losses[-50:]
-    loss = sum(recent) / len(recent) if recent else float("nan")
+    loss = sum(recent) / len(recent) if recent else float("nan")  # nan: before the first step
     curve.append((train_s / 60, trainer.step, loss, jf))
     print(
         f"[{train_s / 60:5.1f} min] step {trainer.step:5d}  loss {loss:7.3f}  held-out J&F {jf:.3f} "
@@ -142,25 +142,30 @@ def train(trainer: Trainer, budget_s: float, evals: int) -> tuple[list, list[flo
 
 def report(args, curve: list, steps: int, spent: float, fill_s: float, cmd: str) -> str:
     before, after = curve[0][3], curve[-1][3]
-    rows = "\n".join(f"| {m:.1f} | {s} | {loss:.3f} | {jf:.3f} |" for m, s, loss, jf in curve)
+    rows = "\n".join(
+        f"| {m:.1f} | {s} | {'-' if s == 0 else f'{loss:.3f}'} | {jf:.3f} |" for m, s, loss, jf in curve
+    )
     return f"""### Fine-tuning: held-out J&F on synthetic videos, {args.minutes:g} minutes on the CPU
 
 Machine: {machine()}. Command: `{cmd}`
 
-Data: `make_vos_dataset` (seed {args.seed}), {args.train_videos} training and {args.val_videos} held-out
-videos of 24 frames at 240x320 with 1-3 objects. Start: seeded random {PRESET} (official format).
-Trained: everything after the frozen image encoder (features cached, {args.cache_variants} augmentation variant(s)), image
-size {args.image_size}, 8-frame clips, up to 3 objects, prompts mask/click/box 50/25/25 on up to 2 frames
-with 2 corrective clicks, AdamW lr {args.lr:g}, warm-up + cosine over the budget. Held-out J&F: ground-truth
-mask on each object's first frame, DAVIS 2017 protocol, `masklet.eval` (what `masklet eval vos` measures).
+- data: `make_vos_dataset` (seed {args.seed}): {args.train_videos} training and {args.val_videos} held-out
+  videos, 24 frames of 240x320, 1-3 objects each;
+- start: seeded random {PRESET} weights (official format), so everything measured is learned here;
+- trained: everything after the frozen image encoder (its features cached, {args.cache_variants} augmentation
+  variant(s) per video), image size {args.image_size}, {args.clip_frames}-frame clips with up to 3 objects,
+  first prompt mask / click / box 50/25/25 on up to 2 frames plus 2 corrective clicks, focal + dice
+  (20:1) + IoU + object-score losses, AdamW lr {args.lr:g}, warm-up then cosine to the end of the budget;
+- held-out J&F: each object's ground-truth mask on its first frame, tracked to the end, DAVIS 2017
+  protocol (what `masklet eval vos` measures).
 
 | | held-out J&F |
 | --- | --- |
 | before (random start) | {before:.3f} |
 | after {spent / 60:.1f} min of training ({steps} steps) | {after:.3f} |
 
-Curve (training minutes include filling the feature cache, {fill_s:.0f} s; evaluations are not counted;
-loss: mean of the last 50 steps):
+Curve (training minutes include filling the feature cache, {fill_s:.0f} s, not the evaluations; loss: mean
+of the last 50 steps):
 
 | training minutes | step | loss | held-out J&F |
 | --- | --- | --- | --- |
@@ -174,7 +179,8 @@ def main() -> int:
     ap.add_argument("--train-videos", type=int, default=24)
     ap.add_argument("--val-videos", type=int, default=6)
     ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    ap.add_argument("--clip-frames", type=int, default=8, help="frames per training clip (default 8)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument(
         "--cache-variants", type=int, default=2, help="cached augmentation variants per video (default 2)"

@@ -80,9 +80,8 @@ def cmd_train(args) -> int:
                 dynamic_ncols=True,
             )
         bar.update(1)
-        bar.set_postfix(
-            loss=f"{report.loss:.3f}", clips_s=f"{1 / max(report.seconds, 1e-9):.2f}", lr=f"{report.lr:.2e}"
-        )
+        frames_s = report.frames / max(report.seconds, 1e-9)
+        bar.set_postfix(loss=f"{report.loss:.3f}", frames_s=f"{frames_s:.1f}", lr=f"{report.lr:.2e}")
 
     trainer = Trainer(cfg, out, resume=args.resume, progress=progress)
     if not trainer.dist.is_main:

@@ -45,14 +45,8 @@ __all__ = ["ClipForward", "ClipLoss", "ClipRollout", "DecoderStep", "inference_m
 
 
 def inference_memory_bank(model: SAM2Model) -> MemoryBank:
-    """The memory bank ``VideoPredictor`` builds for ``model`` by default."""
-    cfg = model.cfg
-    return MemoryBank(
-        num_maskmem=cfg.num_maskmem,
-        max_obj_ptrs=cfg.max_obj_ptrs_in_encoder,
-        only_past_pointers=cfg.only_obj_ptrs_in_the_past_for_eval,
-        signed_pointer_positions=cfg.traits.use_signed_tpos_enc_to_obj_ptrs,
-    )
+    """The memory bank ``VideoPredictor`` builds for ``model`` by default (the official selection)."""
+    return MemoryBank.official(model.cfg)
 
 
 def select_output(model: SAM2Model, out: DecoderOutput, multimask: bool) -> FrameResult:

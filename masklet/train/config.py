@@ -140,8 +140,8 @@ class DataConfig:
 
     clip_frames: frames per video clip (images are one-frame clips). max_objects: objects tracked
     together in a clip (drawn among those visible on its first frame). val: a held-out dataset (kind
-    davis) for J&F validation; or val_fraction: hold out that fraction of every davis source's videos
-    (drawn with split_seed). max_val_videos: validate on at most this many of them. val_protocol:
+    davis) for J&F validation; or val_fraction: hold out that fraction of the first davis source's
+    videos (drawn with split_seed). max_val_videos: validate on at most this many of them. val_protocol:
     ``davis`` (DAVIS 2017: the objects of the first annotated frame) or ``sav`` (every object, prompted
     on its first appearance).
     """

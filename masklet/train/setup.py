@@ -31,7 +31,6 @@ __all__ = [
     "build_data",
     "build_training_model",
     "init_distributed",
-    "resolve_device",
 ]
 
 
@@ -43,6 +42,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     enabled: bool = False
+    device: torch.device = torch.device("cpu")  # where collective operations put their tensors
 
     @property
     def is_main(self) -> bool:
@@ -56,7 +56,7 @@ class DistInfo:
         """Element-wise mean of ``values`` over all processes (the values themselves without torchrun)."""
         if not self.enabled:
             return values
-        t = torch.tensor(values, dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return (t / self.world_size).tolist()
 
@@ -64,34 +64,33 @@ class DistInfo:
         """True on every process if ``flag`` is true on any (to stop together)."""
         if not self.enabled:
             return flag
-        t = torch.tensor([1.0 if flag else 0.0])
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         dist.all_reduce(t)
         return bool(t.item() > 0)
 
 
-def init_distributed(device_type: str) -> DistInfo:
-    """Join the torchrun process group when its environment variables are set, else single process."""
+def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
+    """This process's device (``auto``: its GPU by local rank when CUDA is available, else the CPU)
+    and place in the run: the torchrun process group is joined when its environment variables are
+    set (NCCL on CUDA, Gloo on the CPU), otherwise the run is a single process."""
     env = os.environ
-    if "WORLD_SIZE" not in env or "MASTER_ADDR" not in env:
-        return DistInfo()
-    info = DistInfo(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), True)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return info
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """``auto``: this process's GPU (by local rank) when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    launched = "WORLD_SIZE" in env and "MASTER_ADDR" in env
+    local_rank = int(env.get("LOCAL_RANK", 0)) if launched else 0
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"train.device {name!r}: CUDA is not available here; use cpu or auto")
+            raise ConfigError(f"train.device {device_name!r}: CUDA is not available here; use cpu or auto")
         if device.index is None:
-            device = torch.device("cuda", info.local_rank)
+            device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    return device
+    if not launched:
+        return DistInfo(device=device), device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    info = DistInfo(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), local_rank, True, device)
+    return info, device
 
 
 def amp_context(mode: str, device: torch.device):
@@ -131,11 +130,11 @@ def build_data(cfg: TrainConfig) -> tuple[list[Source], ValidationSet | None]:
     sources, val = [], None
     for i, s in enumerate(d.sources):
         try:
-            if s.kind == "davis" and d.val_fraction > 0:
+            if s.kind == "davis" and d.val_fraction > 0 and val is None:
                 names = davis_videos(s)
                 held = _held_out(names, d.val_fraction, d.split_seed + i)
                 sources.append(open_source(s, [n for n in names if n not in held]))
-                if val is None and held:
+                if held:
                     val = ValidationSet(Path(s.root), tuple(n for n in names if n in held), s.resolution)
             else:
                 sources.append(open_source(s))

@@ -32,7 +32,7 @@ from .config_file import config_to_dict
 from .features import FeatureCache, FrameFeatures
 from .logs import RunLog
 from .optim import apply_freeze, build_optimizer, clip_gradients, lr_factor, set_lr
-from .setup import amp_context, build_data, build_training_model, init_distributed, resolve_device
+from .setup import amp_context, build_data, build_training_model, init_distributed
 from .state import load_training_state, save_training_state, set_rng_state
 from .validate import validate
 
@@ -86,9 +86,7 @@ class Trainer:
         if t.threads is not None:
             torch.set_num_threads(t.threads)
         self.sources, self.val_set = build_data(cfg)  # data errors surface before the model is built
-        device_name = t.device if t.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dist = init_distributed(torch.device(device_name).type)
-        self.device = resolve_device(t.device, self.dist)
+        self.dist, self.device = init_distributed(t.device)
         self.model = build_training_model(cfg, self.device)
         apply_freeze(self.model, t.freeze)
         trainable_encoder = any(p.requires_grad for p in self.model.image_encoder.parameters())
@@ -108,8 +106,9 @@ class Trainer:
         self.forward = ClipForward(self.model, features, cfg.prompts, cfg.loss, t.activation_checkpointing)
         self.module: torch.nn.Module = self.forward
         if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.module = DistributedDataParallel(self.forward, device_ids=ids, find_unused_parameters=True)
+            # device_ids None: the module already sits on this process's one device, and its inputs
+            # (clips, a numpy generator) are not to be moved or copied by DDP
+            self.module = DistributedDataParallel(self.forward, device_ids=None, find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.step = 0
         # the schedule's horizon; a wall-clock-budgeted run may set it once the step time is known
@@ -277,7 +276,13 @@ class Trainer:
             path = found[-1]
         state = load_training_state(path)
         self.model.load_state_dict(state["model"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise ValueError(
+                f"{path}: its optimizer state does not fit this config ({exc}); resume with the config "
+                "it was saved with (train.freeze and optim decide the parameter groups)"
+            ) from None
         self.step = int(state["step"])
         self.total_steps = max(int(state.get("total_steps", self.total_steps)), self.cfg.train.steps)
         set_rng_state(state["rng"])
