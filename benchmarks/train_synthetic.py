@@ -34,6 +34,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_video import write_section  # noqa: E402
 
 from masklet.checkpoints import save_checkpoint  # noqa: E402
 from masklet.eval.synthetic import make_vos_dataset  # noqa: E402
@@ -41,7 +44,6 @@ from masklet.modeling.sam2 import SAM2Model  # noqa: E402
 from masklet.presets import get_preset  # noqa: E402
 from masklet.train import Trainer, config_from_dict  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 PRESET = "sam2.1_hiera_tiny"
 CALIBRATION_STEPS = 15
 
@@ -81,19 +83,6 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
-def write_section(name: str, section: str) -> None:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{section.rstrip()}\n{end}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if start in text:
-        before, rest = text.split(start, 1)
-        text = before + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
 
 
 def evaluate(trainer: Trainer, curve: list, train_s: float, losses: list[float]) -> float:
