@@ -23,8 +23,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_video import machine as _machine  # noqa: E402
 from bench_video import write_section  # noqa: E402
 
 from masklet.checkpoints import save_checkpoint  # noqa: E402
@@ -74,15 +73,7 @@ def small_config(root: Path, start: Path, args) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{_machine()}, {torch.get_num_threads()} threads"
 
 
 def evaluate(trainer: Trainer, curve: list, train_s: float, losses: list[float]) -> float:

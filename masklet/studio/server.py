@@ -23,7 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import views
 from .engine import Workspace
-from .errors import NotFound, StudioError
+from .errors import Conflict, NotFound, StudioError
+from .exchange import _inside, register_exchange
 from .store import ProjectError
 from .tracking import Tracker
 
@@ -63,15 +64,6 @@ def _int(data: dict, key: str, required: bool = True) -> int | None:
     if isinstance(v, bool) or not isinstance(v, int):
         raise StudioError(f"{key!r} must be an integer, got {v!r}")
     return v
-
-
-def _inside(path: Path, roots: list[Path]) -> bool:
-    real = path.resolve()
-    for root in roots:
-        root = root.resolve()
-        if real == root or root in real.parents:
-            return True
-    return False
 
 
 def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
@@ -327,7 +319,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
             if "name" in data:
                 existing = ws.project.label_by_name(_name(data["name"]))
                 if existing is not None and existing.id != lid:
-                    raise _conflict(f"a label named {existing.name!r} exists: merge into it instead")
+                    raise Conflict(f"a label named {existing.name!r} exists: merge into it instead")
                 ws.project.rename_label(lid, _name(data["name"]))
             if "color" in data:
                 ws.project.recolor_label(lid, data["color"])
@@ -344,13 +336,11 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     def delete_label(lid: int):
         ws.project.label(lid)
         if ws.project.label_counts().get(lid, 0):
-            raise _conflict("the label is used by objects: merge it into another label or relabel them first")
+            raise Conflict("the label is used by objects: merge it into another label or relabel them first")
         ws.project.delete_label(lid)
         return {"deleted": lid}
 
     # ------------------------------------------------------------------ export / import
-    from .exchange import register_exchange
-
     register_exchange(app, ws, opts)
     return app
 
@@ -359,12 +349,6 @@ def _name(value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise StudioError("a label name must be a non-empty string")
     return value.strip()
-
-
-def _conflict(message: str) -> StudioError:
-    from .errors import Conflict
-
-    return Conflict(message)
 
 
 async def _threaded(fn, *args, **kwargs):

@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 
 from .engine import Workspace
-from .errors import Conflict, StudioError
+from .errors import Conflict, NotFound, StudioError
 
 DIRECTIONS = ("forward", "backward", "both")
 _ids = itertools.count(1)
@@ -70,8 +70,6 @@ class Tracker:
         self.jobs: dict[str, TrackJob] = {}
 
     def job(self, job_id: str) -> TrackJob:
-        from .errors import NotFound
-
         if job_id not in self.jobs:
             raise NotFound(f"no tracking job {job_id!r}")
         return self.jobs[job_id]
