@@ -61,7 +61,8 @@ def add_model_args(p: argparse.ArgumentParser, image_size_help: str | None = Non
     g.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the image encoder and memory attention (slow first frame; falls back to eager)",
+        help="torch.compile the image encoder and memory attention (for GPUs: on CPUs masklet's eager "
+        "kernels measured faster; slow first frame; falls back to eager)",
     )
     g.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
@@ -103,6 +104,12 @@ def load_model(args, allow_random_fallback: bool = False):
     if getattr(args, "compile", False):
         from ..compile import compile_model, compile_status, warm_up
 
+        if model.device.type == "cpu":
+            print(
+                "note: on CPUs masklet's eager kernels measured about 2x faster than torch.compile "
+                "(benchmarks/RESULTS.md); --compile is meant for GPUs",
+                file=sys.stderr,
+            )
         compile_model(model)
         seconds = warm_up(model)
         print(f"compiled in {seconds:.1f} s: {compile_status(model)}", file=sys.stderr)
