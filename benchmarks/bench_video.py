@@ -12,11 +12,13 @@ Reported per precision: the mean seconds per propagated frame over the frames wh
 full (index >= 7: the prompted frame and the 6 previous ones), and the total of the propagation call
 (its preflight included). float32: both models in float32. bf16: masklet's model built in bfloat16;
 the reference in float32 weights with every call under ``torch.autocast("cpu", dtype=torch.bfloat16)``
-(its README's recipe).
+(its README's recipe). bf16-enc32: masklet's memory attention and memory encoder in bfloat16 with
+a float32 image encoder (``build_model(..., encoder_dtype="fp32")``), against the same reference bf16.
 
 A speed-up bought with wrong masks is worth nothing: the float32 masks of the two must agree (IoU >=
 0.99 for every object on every frame), otherwise the script exits with an error and writes nothing.
-``--write`` updates benchmarks/RESULTS.md between ``<!-- video-speed:start/end -->``.
+``--write`` updates benchmarks/RESULTS.md between ``<!-- video-speed:start/end -->`` (or the
+``--section`` given).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ BEDROOM = ROOT.parent / "shared" / "data" / "videos" / "bedroom"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 FULL_BANK = 7  # frames from this index on attend to num_maskmem = 7 memories
 MIN_IOU = 0.99
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-enc32": torch.bfloat16}
+ENCODER_DTYPE = {"bf16-enc32": torch.float32}  # bf16 memory modules with a float32 image encoder
 
 
 # ---------------------------------------------------------------------- shared with bench_long_video
@@ -205,6 +208,7 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-floor", action="store_true", help="skip counting FLOPs for the compute floor")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    ap.add_argument("--section", default="video-speed", help="RESULTS.md block to write (video-speed)")
     args = ap.parse_args()
     args.precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     bad = [p for p in args.precisions if p not in PRECISIONS]
@@ -240,7 +244,14 @@ def main() -> None:
         print(f"clip: {clip}", flush=True)
         for label in args.precisions:
             dtype = PRECISIONS[label]
-            model = build_model(args.preset, ckpt, device="cpu", dtype=dtype, image_size=args.image_size)
+            model = build_model(
+                args.preset,
+                ckpt,
+                device="cpu",
+                dtype=dtype,
+                image_size=args.image_size,
+                encoder_dtype=ENCODER_DTYPE.get(label),
+            )
             ours = VideoPredictor(model, fill_hole_area=0)
             ref_autocast = bf16 if dtype == torch.bfloat16 else contextlib.nullcontext
             peak = matmul_peak(dtype)
@@ -253,27 +264,29 @@ def main() -> None:
                     refs.append(run_session(ref, folder, ref_autocast, k))
                     ourss.append(run_session(ours, folder, contextlib.nullcontext, k))
                 r, o = median_run(refs), median_run(ourss)
-                if k not in flops and not args.no_floor:  # the same arithmetic at either precision
+                # the same arithmetic at either precision (no single peak for the mixed mode)
+                if k not in flops and not args.no_floor and label not in ENCODER_DTYPE:
                     flops[k] = run_session(ours, short, contextlib.nullcontext, k, count_last=True).flops
-                if dtype == torch.float32:
+                if label == "fp32":
                     fp32_ref[k] = r
                 iou = min_iou(o, fp32_ref.get(k, r))
                 ref_iou = min_iou(r, fp32_ref.get(k, r))  # the reference's own agreement
-                rows.append((label, k, r, o, iou, ref_iou, flops.get(k, 0), peak))
+                fl = 0 if label in ENCODER_DTYPE else flops.get(k, 0)
+                rows.append((label, k, r, o, iou, ref_iou, fl, peak))
                 print(
                     f"{label} {k} object(s): reference {r.per_frame():.3f} s/frame  masklet "
                     f"{o.per_frame():.3f} s/frame  speed-up {r.per_frame() / o.per_frame():.2f}x  "
                     f"min mask IoU vs fp32 reference {iou:.4f} (reference's own {ref_iou:.4f})",
                     flush=True,
                 )
-                if dtype == torch.float32 and iou < MIN_IOU:
+                if label == "fp32" and iou < MIN_IOU:
                     failures.append(f"float32 masks differ ({k} objects): min IoU {iou:.4f} < {MIN_IOU}")
             del model, ours
             gc.collect()
     if failures:
         sys.exit("; ".join(failures) + ": the timings compare different results, not written")
     if args.write:
-        write_section("video-speed", report(args, clip, rows))
+        write_section(args.section, report(args, clip, rows))
 
 
 def report(args, clip: str, rows) -> str:
@@ -290,7 +303,9 @@ def report(args, clip: str, rows) -> str:
         "alternated reference / masklet, after one untimed warm-up each. Objects prompted on frame 0 "
         "(clicks and boxes alternating). Both with fill_hole_area=0, same seeded random checkpoint "
         "(official format). bf16: masklet's model in bfloat16, the reference under "
-        "torch.autocast(bfloat16). Compute floor: masklet's FLOPs of a frame with a full memory bank "
+        "torch.autocast(bfloat16); bf16-enc32: masklet's memory attention and memory encoder in "
+        "bfloat16 with a float32 image encoder, the reference under torch.autocast(bfloat16). "
+        "Compute floor: masklet's FLOPs of a frame with a full memory bank "
         "(matmuls and convolutions, counted) over the machine's measured matmul peak at that precision. "
         "Min IoU: every object on every frame against the float32 reference's mask, masklet's and the "
         "reference's own at that precision.",
@@ -300,11 +315,15 @@ def report(args, clip: str, rows) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, k, r, o, iou, ref_iou, fl, peak in rows:
-        floor = fl / peak if fl else float("nan")
+        if fl:
+            floor = fl / peak
+            cells = f"{fl / 1e9:.0f} GFLOP / {peak / 1e12:.2f} TFLOP/s = {floor:.3f} s | "
+            cells += f"{o.per_frame() / floor:.1f}x"
+        else:
+            cells = "- | -"
         lines.append(
             f"| {label} | {k} | {r.per_frame():.3f} s | {o.per_frame():.3f} s | "
-            f"{r.per_frame() / o.per_frame():.2f}x | {fl / 1e9:.0f} GFLOP / {peak / 1e12:.2f} TFLOP/s = "
-            f"{floor:.3f} s | {o.per_frame() / floor:.1f}x | {iou:.4f} | {ref_iou:.4f} |"
+            f"{r.per_frame() / o.per_frame():.2f}x | {cells} | {iou:.4f} | {ref_iou:.4f} |"
         )
     lines.append("")
     for label in args.precisions:

@@ -435,6 +435,31 @@ def test_build_model_auto_and_bf16(reference_checkpoint):
     assert model.dtype == torch.bfloat16 and model.head_dtype == torch.float32
 
 
+def test_build_model_bf16_memory_with_float32_encoder(reference_checkpoint):
+    path = reference_checkpoint("sam2.1_hiera_tiny")
+    kw = dict(checkpoint=path, device="cpu", image_size=256)
+    mixed = build_model("sam2.1_hiera_tiny", dtype="bf16", encoder_dtype="fp32", **kw)
+    full = build_model("sam2.1_hiera_tiny", **kw)
+    enc = {p.dtype for p in mixed.image_encoder.parameters()}
+    mem = {p.dtype for m in (mixed.memory_attention, mixed.memory_encoder) for p in m.parameters()}
+    assert enc == {torch.float32} and mem == {torch.bfloat16} and mixed.dtype == torch.float32
+    # the encoder holds the checkpoint's float32 values, not bf16-rounded ones
+    expected = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    got = mixed.state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected if k.startswith("image_encoder."))
+    with torch.inference_mode():
+        image = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+        a, b = mixed.encode_image(image), full.encode_image(image)
+        assert torch.equal(a.image_embed, b.image_embed)
+        assert all(torch.equal(x, y) for x, y in zip(a.high_res, b.high_res, strict=True))
+        mem_a, _ = mixed.encode_memory(a.image_embed, torch.randn(1, 1, 256, 256), torch.ones(1, 1))
+        assert mem_a.dtype == torch.float32 and torch.isfinite(mem_a).all()
+        pix = mixed.attend_to_memories(a.image_embed, a.pos[-1], [(1, mem_a)], [], 16)
+        assert pix.shape == a.image_embed.shape and torch.isfinite(pix).all()
+    with pytest.raises(ValueError, match="unknown dtype"):
+        build_model("sam2.1_hiera_tiny", encoder_dtype="fp16", **kw)
+
+
 def test_build_model_wrong_preset(reference_checkpoint):
     with pytest.raises(
         CheckpointError,

@@ -188,6 +188,25 @@ def test_segment_infers_the_preset_from_the_checkpoint(capsys, tmp_path, image_p
     )
 
 
+def test_encoder_dtype_reaches_the_model(checkpoint):
+    from types import SimpleNamespace
+
+    from masklet.cli.common import load_model
+
+    args = SimpleNamespace(
+        device="cpu", dtype="bf16", encoder_dtype="fp32", model=None, checkpoint=checkpoint,
+        random_weights=False, image_size=256, threads=None, compile=False,
+    )  # fmt: skip
+    model, label = load_model(args)
+    assert label == f"checkpoint:{checkpoint}"
+    assert {p.dtype for p in model.image_encoder.parameters()} == {torch.float32}
+    assert {p.dtype for p in model.memory_attention.parameters()} == {torch.bfloat16}
+    args.random_weights, args.checkpoint = True, None
+    model, label = load_model(args)
+    assert label == "random" and model.dtype == torch.float32
+    assert {p.dtype for p in model.memory_encoder.parameters()} == {torch.bfloat16}
+
+
 def test_write_outputs_encodes_known_masks(tmp_path):
     image = synthetic_image(H, W)
     yy, xx = np.mgrid[:H, :W]
@@ -261,6 +280,10 @@ SEGMENT_ERRORS = {
         r"does not fit the sam2\.1_hiera_tiny model: - \d+ missing key\(s\) .* Was it saved from a different",
     ),
     "nonsense dtype": ("{img} --point 1,1 --checkpoint {ck} --dtype nonsense", r"unknown dtype 'nonsense'"),
+    "nonsense encoder dtype": (
+        "{img} --point 1,1 --checkpoint {ck} --encoder-dtype fp16",
+        r"unknown dtype 'fp16'",
+    ),
     "several boxes with points": (
         "{img} --box 1,1,9,9 --box 20,20,40,40 --point 5,5 --checkpoint {ck}",
         r"several --box values segment several objects; points can only go with a single box",

@@ -127,7 +127,8 @@ class SAM2Model(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The compute dtype of the heavy modules (see :meth:`set_compute_dtype`)."""
+        """The compute dtype of the image encoder (with memory attention and the memory encoder, unless
+        :meth:`set_compute_dtype` was given a separate ``encoder_dtype``): its input's dtype."""
         return self.image_encoder.trunk.pos_embed.dtype
 
     @property
@@ -136,17 +137,22 @@ class SAM2Model(nn.Module):
         whole model was cast with ``.to(dtype)``)."""
         return self.no_mem_embed.dtype
 
-    def set_compute_dtype(self, dtype: torch.dtype) -> SAM2Model:
+    def set_compute_dtype(self, dtype: torch.dtype, encoder_dtype: torch.dtype | None = None) -> SAM2Model:
         """Run the heavy modules (image encoder, memory attention, memory encoder: ~99% of the FLOPs)
         in ``dtype`` and keep the prompt encoder, mask decoder and heads in float32.
 
         With bfloat16 this keeps the speed of bf16 matmuls while the decoder, whose outputs are
         thresholded into masks, stays exact: masks agree with float32 far better than with the
         whole model in bf16 (measured in tests/inference/test_image_parity.py).
+
+        encoder_dtype: the image encoder's own dtype when it differs (``None``: ``dtype``). bfloat16
+        memory with a float32 encoder keeps video masks closest to float32 ones: in tracking, the
+        encoder's rounding is what compounds from frame to frame (benchmarks/RESULTS.md).
         """
         self.float()
         for module in self.heavy_modules():
-            module.to(dtype)
+            # each module converted once, from float32: no value is rounded through another dtype
+            module.to(encoder_dtype if module is self.image_encoder and encoder_dtype else dtype)
         return self
 
     def heavy_modules(self) -> tuple[nn.Module, ...]:
