@@ -44,8 +44,9 @@ from bench_video import machine as _machine  # noqa: E402
 from bench_video import write_section  # noqa: E402
 
 from masklet.checkpoints import save_checkpoint  # noqa: E402
+from masklet.eval.layouts import read_id_png  # noqa: E402
 from masklet.eval.score import score_folder  # noqa: E402
-from masklet.eval.synthetic import VOID, davis_palette, make_vos_dataset  # noqa: E402
+from masklet.eval.synthetic import VOID, make_vos_dataset  # noqa: E402
 from masklet.modeling.sam2 import SAM2Model  # noqa: E402
 from masklet.presets import get_preset  # noqa: E402
 from masklet.train import Trainer, config_from_dict  # noqa: E402
@@ -138,20 +139,16 @@ def baselines(root: Path, work: Path) -> dict[str, float]:
     """Held-out J&F of two trivial trackers: every mask empty, and frame 0's ground truth everywhere."""
     ann = root / "Annotations" / "480p"
     split = root / "ImageSets" / "2017" / "val.txt"
-    palette = davis_palette().ravel().tolist()
     out = {}
     for name in ("empty", "copy"):
         pred = work / name
         for video in split.read_text().split():
             files = sorted((ann / video).glob("*.png"))
-            first = np.array(Image.open(files[0]))
-            first[first == VOID] = 0
+            first = read_id_png(files[0]).astype(np.uint8)
+            ids = np.zeros_like(first) if name == "empty" else np.where(first == VOID, 0, first)
             (pred / video).mkdir(parents=True, exist_ok=True)
             for f in files:
-                ids = np.zeros_like(first) if name == "empty" else first
-                image = Image.fromarray(ids)
-                image.putpalette(palette)
-                image.save(pred / video / f.name)
+                Image.fromarray(ids).save(pred / video / f.name)  # 8-bit gray: value = object id
         out[name] = score_folder(pred, ann, "davis", protocol="davis", split=split).summary.jf_mean
     return out
 

@@ -99,7 +99,7 @@ def load_model(args, allow_random_fallback: bool = False):
     device = parse_device(args.device)
     dtype = parse_dtype(args.dtype, device)
     enc = getattr(args, "encoder_dtype", None)
-    dtype = (dtype, None if enc is None else parse_dtype(enc, device))
+    enc = None if enc is None else parse_dtype(enc, device)
     name = args.model or DEFAULT_MODEL
     threads = getattr(args, "threads", None)
     if threads is not None:
@@ -108,7 +108,7 @@ def load_model(args, allow_random_fallback: bool = False):
         import torch
 
         torch.set_num_threads(threads)
-    model, label = _load(args, device, dtype, name, allow_random_fallback)
+    model, label = _load(args, device, dtype, enc, name, allow_random_fallback)
     if getattr(args, "compile", False):
         from ..compile import compile_model, compile_status, warm_up
 
@@ -124,10 +124,9 @@ def load_model(args, allow_random_fallback: bool = False):
     return model, label
 
 
-def _load(args, device, dtypes, name, allow_random_fallback):
+def _load(args, device, dtype, enc, name, allow_random_fallback):
     from .. import checkpoints
 
-    dtype, enc = dtypes
     if args.random_weights:
         if args.checkpoint is not None:
             raise CLIError("--random-weights and --checkpoint exclude each other; pass only one of them")
