@@ -25,6 +25,20 @@ from .prompt_encoder import PromptEncoder
 NO_OBJECT_SCORE = -1024.0
 
 
+def points_or_padding(
+    points: tuple[torch.Tensor, torch.Tensor] | None, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``points`` as given, or for none one padding point per batch row (label -1, ignored by the
+    prompt encoder except for its padding embedding), as the official model decodes tracked frames."""
+    if points is not None:
+        return points
+    b = like.shape[0]
+    return (
+        torch.zeros(b, 1, 2, device=like.device),
+        -torch.ones(b, 1, dtype=torch.int32, device=like.device),
+    )
+
+
 @dataclass
 class ImageFeatures:
     """Backbone output for a batch of B images at model resolution S.
@@ -42,6 +56,24 @@ class ImageFeatures:
         """The features of one image (kept 4-D) or a slice of the batch."""
         s = slice(idx, idx + 1) if isinstance(idx, int) else idx
         return ImageFeatures(self.image_embed[s], [h[s] for h in self.high_res], [p[s] for p in self.pos])
+
+    @property
+    def batch_size(self) -> int:
+        return self.image_embed.shape[0]
+
+    def expand(self, b: int) -> ImageFeatures:
+        """The features of one image seen as a batch of ``b`` (views, no copy); unchanged if already b."""
+        if self.batch_size == b:
+            return self
+        return ImageFeatures(
+            self.image_embed.expand(b, -1, -1, -1),
+            [h.expand(b, -1, -1, -1) for h in self.high_res],
+            [p.expand(b, -1, -1, -1) for p in self.pos],
+        )
+
+    def nbytes(self) -> int:
+        """Bytes of the tensors (numel x element size; what a cache of features accounts for)."""
+        return sum(t.numel() * t.element_size() for t in (self.image_embed, *self.high_res, *self.pos))
 
 
 @dataclass
@@ -263,15 +295,18 @@ class SAM2Model(nn.Module):
 
         points: as in :meth:`decode` or None (a padding point is used, as in training);
         mask_input: (B, 1, S/4, S/4) logits (the previous prediction during refinement) or None.
-        With multimask output the mask with the highest predicted IoU is chosen. Masks of absent
-        objects (object score <= 0) become ``NO_OBJECT_SCORE``.
+        The output is chosen by :meth:`select_output`.
         """
-        b = pix_feat.shape[0]
-        if points is None:
-            coords = torch.zeros(b, 1, 2, device=pix_feat.device)
-            labels = -torch.ones(b, 1, dtype=torch.int32, device=pix_feat.device)
-            points = (coords, labels)
-        out = self.decode(pix_feat, high_res, points, mask_input, multimask_output)
+        out = self.decode(
+            pix_feat, high_res, points_or_padding(points, pix_feat), mask_input, multimask_output
+        )
+        return self.select_output(out, multimask_output)
+
+    def select_output(self, out: DecoderOutput, multimask_output: bool) -> FrameResult:
+        """A video frame's result from its decoder output: with multimask output the candidate with the
+        highest predicted IoU (and its token for the pointer); masks of absent objects (object score
+        <= 0) become ``NO_OBJECT_SCORE``; the chosen logits upscaled to S x S."""
+        b = out.low_res_masks.shape[0]
         present = out.object_score > 0
         low = torch.where(present[:, :, None, None], out.low_res_masks, NO_OBJECT_SCORE).float()
         token = out.tokens[:, 0]

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..inference.image import ImagePredictor
 from ..inference.video import VideoPredictor
-from ..modeling.sam2 import SAM2Model
+from ..inference.video_state import VideoSession
 from .cache import FeatureCache, FrameFeatures
 from .errors import Conflict, NotFound, StudioError
 from .media import MediaReader
 from .store import Media, ObjectRecord, Project, ProjectError, Prompt
+
+if TYPE_CHECKING:  # the studio only hands the model to predictors
+    from ..modeling.sam2 import SAM2Model
 
 MAX_PROMPTS_PER_FRAME = 64
 
@@ -90,7 +94,7 @@ class Workspace:
         self.video = VideoPredictor(model, fill_hole_area=0, add_all_frames_to_correct_as_cond=True)
         self.image = ImagePredictor(model)
         self._image_key: tuple[int, int] | None = None
-        self._sessions: dict[int, object] = {}
+        self._sessions: dict[int, VideoSession] = {}
         self._readers: dict[int, MediaReader] = {}
         self._history: dict[tuple[int, int], _History] = {}
         self.tracking: dict[int, object] = {}  # media id -> running TrackJob (see tracking.py)
@@ -219,7 +223,7 @@ class Workspace:
                 self.project.put_masks([(obj.id, frame, mask, "prompt", score)])
 
     # ------------------------------------------------------------------ model calls
-    def session(self, media_id: int):
+    def session(self, media_id: int) -> VideoSession:
         """The VideoSession of a video, rebuilt from the stored prompts when not in memory."""
         with self.lock:
             s = self._sessions.get(media_id)
