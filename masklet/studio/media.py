@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.frames import IMAGE_SUFFIXES, FrameSource, _natural_key, open_frames
+from ..io.frames import IMAGE_SUFFIXES, FrameSource, natural_key, open_frames
 from ..io.images import load_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".mpg", ".mpeg")
@@ -62,7 +62,7 @@ def _image_files(folder: Path) -> list[Path]:
         for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
     ]
-    return sorted((p for p in files if _inside(p, folder)), key=lambda p: _natural_key(p.name))
+    return sorted((p for p in files if _inside(p, folder)), key=lambda p: natural_key(p.name))
 
 
 def _size(path: Path) -> tuple[int, int]:
