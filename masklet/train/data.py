@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..eval.layouts import EvalInputError, read_id_png
 from ..io.frames import FrameError, FrameSource, open_frames
 from ..io.images import load_image
-from ..io.masks import decode_rle, rle_area
+from ..io.masks import MaskFileError, decode_rle, read_id_png, rle_area
 from ..io.polygons import polygons_to_mask
 from ..lru import LRUCache
 from .config import SourceConfig
@@ -153,7 +152,7 @@ class DavisSource(Source):
         if ids is None:
             try:
                 ids = read_id_png(png)
-            except EvalInputError as exc:
+            except MaskFileError as exc:
                 raise DataError(str(exc)) from None
             self._cache.put(png, ids)
         return ids
