@@ -320,7 +320,7 @@ def server():
     thread.join(timeout=10)
 
 
-def _closed_port() -> int:
+def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -369,7 +369,7 @@ def test_download_cut_off_leaves_nothing_and_keeps_old_file(server, tmp_path):
 
 
 def test_download_unreachable_host(monkeypatch):
-    base = f"http://127.0.0.1:{_closed_port()}"
+    base = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MASKLET_DOWNLOAD_BASE", base)
     target = cached_checkpoint_path("sam2.1_hiera_small")
     with pytest.raises(CheckpointError) as err:
@@ -493,7 +493,7 @@ def test_build_model_wrong_preset(reference_checkpoint):
 
 def test_build_model_uses_cache_then_downloads(reference_checkpoint, server, monkeypatch):
     src = reference_checkpoint("sam2.1_hiera_tiny")
-    monkeypatch.setenv("MASKLET_DOWNLOAD_BASE", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("MASKLET_DOWNLOAD_BASE", f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(CheckpointError, match=f"save it as {cached_checkpoint_path('sam2.1_hiera_tiny')}"):
         build_model("sam2.1_hiera_tiny", device="cpu")
     body = src.read_bytes()
