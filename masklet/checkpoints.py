@@ -330,12 +330,10 @@ def build_model(
     torch_device = _resolve_device(device)
     torch_dtype = parse_dtype(dtype, torch_device)
     enc_dtype = None if encoder_dtype is None else parse_dtype(encoder_dtype, torch_device)
-    if random_seed is None:
-        sd, preset = _resolve_weights(name, checkpoint)
-    elif checkpoint is not None:
+    if random_seed is not None and checkpoint is not None:
         raise ValueError("random_seed draws random weights instead of loading a checkpoint: pass only one")
-    else:
-        sd, preset = None, get_preset(name).name  # an unknown name (or 'auto') fails here
+    # with random weights an unknown name (or 'auto') fails in get_preset
+    sd, preset = _resolve_weights(name, checkpoint) if random_seed is None else (None, get_preset(name).name)
     cfg = get_preset(preset, image_size)
     from masklet.modeling.sam2 import SAM2Model  # deferred: reading the registry needs no model code
 
