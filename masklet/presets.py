@@ -103,7 +103,6 @@ class ModelConfig:
     multimask_output_for_tracking: bool = True
     multimask_min_pt_num: int = 0
     multimask_max_pt_num: int = 1
-    use_mask_input_as_output_without_sam: bool = True
     only_obj_ptrs_in_the_past_for_eval: bool = True
     aliases: tuple[str, ...] = field(default=(), compare=False)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import CLIError, add_model_args, load_model_late
+from .common import CLIError, add_model_args, load_model
 
 
 def add_vos_parser(sub) -> None:
@@ -74,7 +74,7 @@ def cmd_vos(args) -> int:
             )
     for v in videos or dataset.videos():
         dataset.image_paths(v)
-    model, weights = load_model_late(args)
+    model, weights = load_model(args)
     predictor = VideoPredictor(model)
     pred_dir = args.out / "predictions"
     with _bar("tracking", "video") as bar:
@@ -119,7 +119,7 @@ def cmd_image(args) -> int:
         raise CLIError(f"--images {args.images} is not a folder")
     if args.out is not None and args.out.is_dir():
         raise CLIError(f"--out {args.out} is a folder; expected a .csv file path")
-    model, weights = load_model_late(args)
+    model, weights = load_model(args)
     with _bar("clicking", "image") as bar:
 
         def progress(done: int, total: int, name: str) -> None:

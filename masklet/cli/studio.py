@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .common import CLIError, add_model_args, load_model_late
+from .common import CLIError, add_model_args, load_model
 
 PROJECT_FILE = "project.db"
 
@@ -124,7 +124,7 @@ def _serve(args, project) -> int:
     except OSError as exc:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc}; try another --port") from None
     print(f"masklet studio: project {project.path} ({len(project.media())} media); loading the model ...")
-    model, weights = load_model_late(args, allow_random_fallback=False)
+    model, weights = load_model(args, allow_random_fallback=False)
     ws = Workspace(project, model, feature_cache_bytes=args.cache_mb * 2**20)
     roots = [Path(m.source) for m in project.media()]
     app = create_app(ws, ServerOptions(token, roots, args.max_upload_mb * 2**20))

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layouts import EvalInputError, VideoMasks, _few, open_dataset, open_predictions
+from .layouts import EvalInputError, VideoMasks, few_names, open_dataset, open_predictions
 from .metrics import (
     BOUND_TH,
     PROTOCOLS,
@@ -120,8 +120,8 @@ def score_folder(
     missing = [v for v in videos if v not in predicted]
     if missing:
         raise EvalInputError(
-            f"{preds.root} lacks predictions for {len(missing)} of {len(videos)} videos: {_few(missing)}; "
-            "every video of the ground truth (or of --split) needs a folder of masks"
+            f"{preds.root} lacks predictions for {len(missing)} of {len(videos)} videos: "
+            f"{few_names(missing)}; every video of the ground truth (or of --split) needs a folder of masks"
         )
     warnings: list[str] = []
     rows: list[ObjectScore] = []
@@ -237,7 +237,7 @@ def _score_objects(
     lost = [f"{o:03d}" for o in objects if o not in predicted]
     if lost:
         raise EvalInputError(
-            f"predictions for video {video!r} lack the object folder(s) {_few(lost)} in {pred.folder}"
+            f"predictions for video {video!r} lack the object folder(s) {few_names(lost)} in {pred.folder}"
         )
     extra = sorted(predicted - set(objects))
     if extra:
@@ -281,8 +281,8 @@ def _check_frames(pred: VideoMasks, frames: list[str], video: str, obj: int | No
     if lost:
         whose = f"video {video!r}" + ("" if obj is None else f", object {obj:03d},")
         raise EvalInputError(
-            f"predictions for {whose} lack {len(lost)} of the {len(frames)} evaluated frames: {_few(lost)} "
-            f"(expected e.g. {pred.path(lost[0], obj)})"
+            f"predictions for {whose} lack {len(lost)} of the {len(frames)} evaluated frames: "
+            f"{few_names(lost)} (expected e.g. {pred.path(lost[0], obj)})"
         )
 
 

@@ -24,7 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import views
 from .engine import Workspace
 from .errors import Conflict, NotFound, StudioError
-from .exchange import _inside, register_exchange
+from .exchange import register_exchange
+from .guards import is_inside, read_json
 from .store import ProjectError
 from .tracking import Tracker
 
@@ -45,16 +46,6 @@ class ServerOptions:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-async def _json(request: Request) -> dict:
-    try:
-        data = await request.json()
-    except Exception:
-        raise StudioError("the request body must be JSON (Content-Type: application/json)") from None
-    if not isinstance(data, dict):
-        raise StudioError("the request body must be a JSON object")
-    return data
 
 
 def _int(data: dict, key: str, required: bool = True) -> int | None:
@@ -122,7 +113,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     # ------------------------------------------------------------------ app files
     def static_file(rel: str) -> Response:
         path = STATIC / rel
-        if ".." in Path(rel).parts or not _inside(path, [STATIC]) or not path.is_file():
+        if ".." in Path(rel).parts or not is_inside(path, [STATIC]) or not path.is_file():
             raise NotFound(f"no such file: {rel}")
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if path.suffix == ".js":
@@ -164,7 +155,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
 
     @app.patch("/api/settings")
     async def patch_settings(request: Request):
-        data = await _json(request)
+        data = await read_json(request)
         unknown = set(data) - set(views.DEFAULT_SETTINGS)
         if unknown:
             raise StudioError(
@@ -205,13 +196,13 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     # ------------------------------------------------------------------ prompts and objects
     @app.post("/api/media/{mid}/frames/{t}/prompts")
     async def add_prompt(mid: int, t: int, request: Request):
-        data = await _json(request)
+        data = await read_json(request)
         oid = _int(data, "object_id", required=False)
         oid = await _threaded(ws.add_prompt, mid, t, oid, data.get("prompt"))
         return {**views.frame_state(ws, mid, t), "object_id": oid}
 
     async def _frame_of(request: Request) -> int:
-        return _int(await _json(request), "frame")
+        return _int(await read_json(request), "frame")
 
     async def _on_frame(oid: int, request: Request, fn, *args) -> dict:
         """Run ``fn(oid, frame, *args)`` for the body's frame; the FrameState of that frame after it."""
@@ -234,7 +225,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
 
     @app.post("/api/objects/{oid}/finish")
     async def finish(oid: int, request: Request):
-        label = (await _json(request)).get("label")
+        label = (await read_json(request)).get("label")
         obj = ws.finish(oid, label)
         lab = ws.project.label(obj.label_id)
         state = views.frame_state(ws, obj.media_id, obj.created_frame)
@@ -242,7 +233,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
 
     @app.patch("/api/objects/{oid}")
     async def relabel(oid: int, request: Request):
-        label = (await _json(request)).get("label")
+        label = (await read_json(request)).get("label")
         if not isinstance(label, str) or not label.strip():
             raise StudioError("label must be a non-empty name")
         obj = ws.object(oid)
@@ -260,7 +251,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
 
     @app.post("/api/media/{mid}/frames/{t}/everything")
     async def everything(mid: int, t: int, request: Request):
-        data = await _json(request) if await request.body() else {}
+        data = await read_json(request) if await request.body() else {}
         options = {**(ws.project.get_setting("everything", {}) or {}), **data}
         allowed = {"points_per_side", "pred_iou_thresh", "stability_score_thresh", "min_mask_region_area"}
         if set(options) - allowed:
@@ -275,7 +266,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     # ------------------------------------------------------------------ tracking
     @app.post("/api/media/{mid}/track")
     async def track(mid: int, request: Request):
-        data = await _json(request)
+        data = await read_json(request)
         direction = data.get("direction", "forward")
         job = await _threaded(tracker.start, mid, _int(data, "frame"), direction, data.get("object_ids"))
         return job.to_dict(ws.project.revision())
@@ -308,12 +299,12 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
 
     @app.post("/api/labels")
     async def add_label(request: Request):
-        data = await _json(request)
+        data = await read_json(request)
         return label_json(ws.project.add_label(_name(data.get("name")), data.get("color")))
 
     @app.patch("/api/labels/{lid}")
     async def patch_label(lid: int, request: Request):
-        data = await _json(request)
+        data = await read_json(request)
         ws.project.label(lid)
         with ws.project.transaction():
             if "name" in data:
@@ -327,7 +318,7 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
 
     @app.post("/api/labels/{lid}/merge")
     async def merge_label(lid: int, request: Request):
-        into = _int(await _json(request), "into")
+        into = _int(await read_json(request), "into")
         if into == lid:
             raise StudioError("cannot merge a label into itself")
         return label_json(ws.project.merge_labels(lid, into))
