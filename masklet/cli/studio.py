@@ -121,6 +121,9 @@ def _serve(args, project) -> int:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        # listening before the URL is printed: a client connecting at once waits in the backlog
+        # instead of being refused while the server starts
+        sock.listen(128)
     except OSError as exc:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc}; try another --port") from None
     print(f"masklet studio: project {project.path} ({len(project.media())} media); loading the model ...")

@@ -157,6 +157,19 @@ def _joined(parts: list[FrameMetrics]) -> FrameMetrics:
     return FrameMetrics(*(np.concatenate([getattr(m, k) for m in parts]) for k in ("j", "f", "present")))
 
 
+def _davis_object_count(gt: VideoMasks, first_frame) -> int:
+    """The davis protocol's objects: ids 1..max of the first annotated frame (EvalInputError if none)."""
+    first = gt.ids(first_frame)
+    n = int(np.where(first == VOID, 0, first).max())
+    if n == 0:
+        raise EvalInputError(
+            f"video {gt.name!r}: the first annotated frame {first_frame} has no object, and the davis "
+            "protocol takes the objects from it (ids 1..max); use protocol sav to score objects that "
+            "appear later"
+        )
+    return n
+
+
 def _score_id_maps(
     gt: VideoMasks,
     pred: VideoMasks,
@@ -169,16 +182,7 @@ def _score_id_maps(
     video, all_frames = gt.name, gt.frames()
     frames = _evaluated(all_frames, skip, f"video {video!r}")
     _check_frames(pred, frames, video)
-    n = 0
-    if protocol == "davis":
-        first = gt.ids(all_frames[0])
-        n = int(np.where(first == VOID, 0, first).max())
-        if n == 0:
-            raise EvalInputError(
-                f"video {video!r}: the first annotated frame {all_frames[0]} has no object, and the davis "
-                "protocol takes the objects from it (ids 1..max); use protocol sav to score objects that "
-                "appear later"
-            )
+    n = _davis_object_count(gt, all_frames[0]) if protocol == "davis" else 0
     tracks: dict[int, list[FrameMetrics]] = {}
     gt_ids: set[int] = set()
     pred_ids: set[int] = set()

@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from ..io.images import to_rgb_uint8
 from ..modeling.sam2 import SAM2Model
 from .memory_bank import MemoryBank
+from .object_track import ObjectTrack
 from .postprocess import keep_highest_object
 from .prompts import PromptError
 from .transforms import preprocess_video_frame
-from .video_state import ObjectTrack, VideoSession
+from .video_state import VideoSession
 from .video_tracking import TrackingCore, prompt_to_model
 
 

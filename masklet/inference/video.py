@@ -26,9 +26,10 @@ from ..io.frame_loader import FrameLoader
 from ..io.frames import open_frames
 from ..modeling.sam2 import SAM2Model
 from .memory_bank import MemoryBank
+from .object_track import ObjectTrack
 from .postprocess import keep_highest_object
 from .prompts import PromptError
-from .video_state import ObjectTrack, VideoSession
+from .video_state import VideoSession
 from .video_tracking import TrackingCore, prompt_to_model
 
 

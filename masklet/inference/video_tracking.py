@@ -13,10 +13,11 @@ import torch
 
 from ..modeling.sam2 import NO_OBJECT_SCORE, ImageFeatures, SAM2Model
 from .memory_bank import MemoryBank
+from .object_track import FrameOutput, ObjectTrack
 from .postprocess import fill_holes
 from .prompts import PromptError, check_boxes, check_points
 from .tracking_step import StepOutput, TrackingStep
-from .video_state import FrameOutput, ObjectTrack, VideoSession
+from .video_state import VideoSession
 
 __all__ = ["TrackingCore", "prompt_to_model"]
 

@@ -8,18 +8,20 @@ exhausting memory (a 1024-px frame of the Tiny model holds about 20 MB of featur
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 from ..lru import LRUCache
-from ..modeling.sam2 import ImageFeatures
+
+if TYPE_CHECKING:  # features come from the predictors' sessions; the studio never makes them
+    from ..modeling.sam2 import ImageFeatures
 
 
 def feature_bytes(f: ImageFeatures) -> int:
     """Bytes held by one frame's features: the embedding, the high-resolution maps, the encodings."""
-    tensors = [f.image_embed, *f.high_res, *f.pos]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return f.nbytes()
 
 
-class FeatureCache(LRUCache[Hashable, ImageFeatures]):
+class FeatureCache(LRUCache[Hashable, "ImageFeatures"]):
     """Image features by key, least recently used first out above ``max_bytes`` (an
     :class:`~masklet.lru.LRUCache`: ``get(key)`` / ``put(key, features)``, thread-safe).
 
