@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from ..io.images import to_rgb_uint8
+from ..io.preprocess import preprocess_video_frame
 from ..modeling.sam2 import SAM2Model
 from .memory_bank import MemoryBank
 from .object_track import ObjectTrack
 from .postprocess import keep_highest_object
 from .prompts import PromptError
-from .transforms import preprocess_video_frame
 from .video_state import VideoSession
-from .video_tracking import TrackingCore, prompt_to_model
+from .video_tracking import CorePredictor, TrackingCore
 
 
 @dataclass
@@ -50,7 +50,7 @@ class StreamResult:
         return (self.logits[:, 0] > 0).cpu().numpy()
 
 
-class StreamTracker:
+class StreamTracker(CorePredictor):
     """Tracks objects on frames given one at a time (see the module docstring).
 
     Args mirror :class:`masklet.VideoPredictor`; ``max_prompt_frames`` bounds the prompted frames
@@ -83,22 +83,6 @@ class StreamTracker:
         self.max_prompt_frames = max_prompt_frames
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.state = VideoSession.live(self.device, memory_dtype, expected_frames)
-
-    @property
-    def model(self) -> SAM2Model:
-        return self.core.model
-
-    @property
-    def bank(self) -> MemoryBank:
-        return self.core.bank
-
-    @property
-    def device(self) -> torch.device:
-        return self.core.device
-
-    @property
-    def image_size(self) -> int:
-        return self.model.image_size
 
     @property
     def frame_idx(self) -> int:
@@ -139,22 +123,11 @@ class StreamTracker:
     ) -> StreamResult:
         """Click and/or box object ``obj_id`` on the current frame (coordinates as in VideoPredictor)."""
         s = self._need_frame()
-        wh = (float(s.video_width), float(s.video_height)) if normalize_coords else (1.0, 1.0)
-        coords, lab = prompt_to_model(
-            points,
-            labels,
-            box,
-            frame_wh=wh,
-            image_size=self.image_size,
-            device=self.device,
-            append=not clear_old_points,
-        )
+        prompt = self._model_prompt(s, points, labels, box, clear_old_points, normalize_coords)
         obj = self._object(obj_id)
         t = s.current_frame
-        coords, lab = obj.set_points(t, coords, lab, append=not clear_old_points)
-        self.core.prompt(
-            s, obj, t, points=(coords, lab), corrections_as_cond=self.add_all_frames_to_correct_as_cond
-        )
+        pts = obj.set_points(t, *prompt, append=not clear_old_points)
+        self.core.prompt(s, obj, t, points=pts, corrections_as_cond=self.add_all_frames_to_correct_as_cond)
         return self._result()
 
     @torch.inference_mode()

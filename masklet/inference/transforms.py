@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import torch
 
-# The video-frame preprocessing lives in io (below inference) so the frame loader can use it.
-from ..io.preprocess import preprocess_video_frame
-
-__all__ = ["preprocess_video_frame", "to_model_coords"]
+__all__ = ["to_model_coords"]
 
 
 def to_model_coords(

@@ -30,14 +30,14 @@ from .object_track import ObjectTrack
 from .postprocess import keep_highest_object
 from .prompts import PromptError
 from .video_state import VideoSession
-from .video_tracking import TrackingCore, prompt_to_model
+from .video_tracking import CorePredictor, TrackingCore
 
 
 class TrackingError(RuntimeError, ValueError):
     """A request the session cannot serve yet (no prompts, unknown object); the state is unchanged."""
 
 
-class VideoPredictor:
+class VideoPredictor(CorePredictor):
     """Click, box or mask an object on any frame and get its masks on every frame.
 
     Args:
@@ -70,26 +70,6 @@ class VideoPredictor:
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.memory_dtype = memory_dtype
         self.state_budget_bytes = state_budget_bytes
-
-    @property
-    def model(self) -> SAM2Model:
-        return self.core.model
-
-    @property
-    def bank(self) -> MemoryBank:
-        return self.core.bank
-
-    @property
-    def fill_hole_area(self) -> float:
-        return self.core.fill_hole_area
-
-    @property
-    def device(self) -> torch.device:
-        return self.core.device
-
-    @property
-    def image_size(self) -> int:
-        return self.model.image_size
 
     # ------------------------------------------------------------------ session
     @torch.inference_mode()
@@ -139,19 +119,10 @@ class VideoPredictor:
         """
         s = inference_state
         s.check_frame(frame_idx)
-        wh = (float(s.video_width), float(s.video_height)) if normalize_coords else (1.0, 1.0)
-        coords, lab = prompt_to_model(
-            points,
-            labels,
-            box,
-            frame_wh=wh,
-            image_size=self.image_size,
-            device=self.device,
-            append=not clear_old_points,
-        )
+        prompt = self._model_prompt(s, points, labels, box, clear_old_points, normalize_coords)
         obj = s.object(obj_id)
-        coords, lab = obj.set_points(frame_idx, coords, lab, append=not clear_old_points)
-        return self._prompted(s, obj, frame_idx, points=(coords, lab))
+        pts = obj.set_points(frame_idx, *prompt, append=not clear_old_points)
+        return self._prompted(s, obj, frame_idx, points=pts)
 
     def add_new_points(self, *args, **kwargs):
         """Older name of :meth:`add_new_points_or_box`."""

@@ -19,7 +19,7 @@ from .prompts import PromptError, check_boxes, check_points
 from .tracking_step import StepOutput, TrackingStep
 from .video_state import VideoSession
 
-__all__ = ["TrackingCore", "prompt_to_model"]
+__all__ = ["CorePredictor", "TrackingCore", "prompt_to_model"]
 
 
 def prompt_to_model(
@@ -198,3 +198,45 @@ class TrackingCore:
 
     def _fill(self, low_res: torch.Tensor) -> torch.Tensor:
         return fill_holes(low_res, self.fill_hole_area) if self.fill_hole_area > 0 else low_res
+
+
+class CorePredictor:
+    """What a predictor built on a :class:`TrackingCore` (``self.core``) exposes of it."""
+
+    core: TrackingCore
+
+    @property
+    def model(self) -> SAM2Model:
+        return self.core.model
+
+    @property
+    def bank(self) -> MemoryBank:
+        return self.core.bank
+
+    @property
+    def fill_hole_area(self) -> float:
+        return self.core.fill_hole_area
+
+    @property
+    def device(self) -> torch.device:
+        return self.core.device
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    def _model_prompt(
+        self, s: VideoSession, points, labels, box, clear_old_points: bool, normalize_coords: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A user's points/box on a frame of ``s`` (video pixels, or relative with
+        ``normalize_coords=False``) -> (coords (1, N, 2), labels (1, N)) in model-input pixels."""
+        wh = (float(s.video_width), float(s.video_height)) if normalize_coords else (1.0, 1.0)
+        return prompt_to_model(
+            points,
+            labels,
+            box,
+            frame_wh=wh,
+            image_size=self.image_size,
+            device=self.device,
+            append=not clear_old_points,
+        )

@@ -134,7 +134,7 @@ class Workspace:
         except ProjectError as exc:
             raise NotFound(str(exc)) from None
 
-    def _check_idle(self, media_id: int, what: str) -> None:
+    def check_idle(self, media_id: int, what: str) -> None:
         job = self.tracking.get(media_id)
         if job is not None and job.running:
             raise Conflict(f"cannot {what} while this video is tracking: cancel the tracking or wait for it")
@@ -145,7 +145,7 @@ class Workspace:
         w, h = self.frame_size(media_id, frame)
         p = parse_prompt(prompt, w, h)
         with self.lock:
-            self._check_idle(media_id, "add prompts")
+            self.check_idle(media_id, "add prompts")
             if object_id is None:
                 obj = self.project.pending_object(media_id) or self.project.new_object(media_id, frame)
             else:
@@ -176,7 +176,7 @@ class Workspace:
         obj = self.object(object_id)
         self.frame_size(obj.media_id, frame)
         with self.lock:
-            self._check_idle(obj.media_id, "undo")
+            self.check_idle(obj.media_id, "undo")
             h = self._history.setdefault((object_id, frame), _History())
             stack, other = (h.redo, h.undo) if redo else (h.undo, h.redo)
             if not stack:
@@ -194,7 +194,7 @@ class Workspace:
         obj = self.object(object_id)
         self.frame_size(obj.media_id, frame)
         with self.lock:
-            self._check_idle(obj.media_id, "clear prompts")
+            self.check_idle(obj.media_id, "clear prompts")
             before = self.project.prompts(object_id).get(frame, [])
             self._apply(obj, frame, [])
             if obj.status == "pending" and not self.project.prompts(object_id):
@@ -282,7 +282,7 @@ class Workspace:
     def delete(self, object_id: int, from_frame: int | None = None) -> None:
         obj = self.object(object_id)
         with self.lock:
-            self._check_idle(obj.media_id, "delete objects")
+            self.check_idle(obj.media_id, "delete objects")
             if from_frame is None:
                 self._forget(obj)
                 return

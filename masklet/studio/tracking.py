@@ -88,7 +88,7 @@ class Tracker:
         if direction not in DIRECTIONS:
             raise StudioError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         with ws.lock:
-            ws._check_idle(media_id, "start another tracking")
+            ws.check_idle(media_id, "start another tracking")
             pending = ws.project.pending_object(media_id)
             if pending is not None and ws.project.prompts(pending.id):
                 raise Conflict(

@@ -38,7 +38,7 @@ from ..inference.tracking_step import TrackingStep
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .clips import Clip
 from .config import LossConfig, PromptConfig
-from .features import FrameFeatures
+from .features import ClipEncoder
 from .losses import LossTerms, step_loss
 from .prompts import PromptPlan, add_error_clicks, initial_points, plan_prompts
 
@@ -162,7 +162,7 @@ class ClipForward(nn.Module):
     def __init__(
         self,
         model: SAM2Model,
-        features: FrameFeatures,
+        features: ClipEncoder,
         prompts: PromptConfig,
         loss: LossConfig,
         checkpointing: bool = False,

@@ -19,7 +19,7 @@ from ..lru import LRUCache
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .clips import Clip
 
-__all__ = ["FrameFeatures", "TrainingFeatureCache"]
+__all__ = ["ClipEncoder", "TrainingFeatureCache"]
 
 CacheKey = tuple[int, int, int, int]  # source, item, augmentation variant, annotated frame
 
@@ -76,7 +76,7 @@ class TrainingFeatureCache:
         self._lru.put(key, entry)
 
 
-class FrameFeatures:
+class ClipEncoder:
     """Gives the per-frame :class:`ImageFeatures` (batch 1 each) of a clip.
 
     images_for: ``(clip, frame positions) -> (K, 3, S, S)`` model inputs of those frames of the clip.

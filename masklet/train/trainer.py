@@ -29,7 +29,7 @@ from .clip_forward import ClipForward
 from .clips import Clip, ClipSampler, ClipSpec
 from .config import TrainConfig
 from .config_file import config_to_dict
-from .features import FrameFeatures, TrainingFeatureCache
+from .features import ClipEncoder, TrainingFeatureCache
 from .logs import RunLog
 from .optim import apply_freeze, build_optimizer, clip_gradients, lr_factor, set_lr
 from .setup import amp_context, build_data, build_training_model, init_distributed
@@ -100,7 +100,7 @@ class Trainer:
             variants=t.cache_variants if cache is not None else None,
             seed=t.seed,
         )
-        features = FrameFeatures(
+        features = ClipEncoder(
             self.model, self._images_for, trainable_encoder, cache, t.activation_checkpointing
         )
         self.forward = ClipForward(self.model, features, cfg.prompts, cfg.loss, t.activation_checkpointing)

@@ -15,7 +15,7 @@ from masklet.train.augment import augment_frames, augment_masks, identity
 from masklet.train.clip_forward import ClipForward, ClipRollout, inference_memory_bank
 from masklet.train.clips import Clip, ClipSpec
 from masklet.train.config import LossConfig, PromptConfig
-from masklet.train.features import FrameFeatures
+from masklet.train.features import ClipEncoder
 from masklet.train.optim import apply_freeze
 from masklet.train.prompts import PromptPlan
 
@@ -129,7 +129,7 @@ def clip_of(frames, masks) -> Clip:
 
 
 def forward_module(model, trainable: bool, checkpointing: bool) -> ClipForward:
-    feats = FrameFeatures(model, lambda clip, pos: clip.images[pos], trainable, None, checkpointing)
+    feats = ClipEncoder(model, lambda clip, pos: clip.images[pos], trainable, None, checkpointing)
     prompts = PromptConfig(
         prob_mask=0.0, prob_click=1.0, prob_box=0.0, correction_iters=1, max_prompted_frames=1
     )
