@@ -193,8 +193,8 @@ def _lost(out, key: str, retries: int) -> dict:
     status = {
         "item": key,
         "state": "failed",
-        "error": f"the worker running it died {retries + 1} time(s) (killed, out of memory, or a crash in "
-        "native code); see the Ray worker logs",
+        "error": f"Ray gave up on it after its worker died {retries + 1} or more times (killed, out of "
+        "memory, or a crash in native code); see the Ray worker logs",
         "frames": 0,
         "masks": 0,
         "outputs": [],

@@ -50,7 +50,7 @@ def run_job(
 
     model: the model each worker builds (default: :class:`ModelSpec`'s defaults); options: workers,
     Ray, limit, resume (default: one worker in this process); progress_file: where the bar is drawn
-    (stderr by default; the bar shows when ``options.progress`` and the file is a terminal).
+    (stderr by default; see ``RunOptions.progress``).
     """
     model = model or ModelSpec()
     options = options or RunOptions()
@@ -93,7 +93,7 @@ def _select(out: Path, items: list[Item], retry_failed: bool) -> tuple[BatchSumm
 
 
 def _run(job, model, out, todo, options, summary, progress_file) -> None:
-    bar = ProgressBar(len(todo), None if options.progress else False, progress_file, desc=job.mode)
+    bar = ProgressBar(len(todo), options.progress, progress_file, desc=job.mode)
     returned = set()
 
     def on_status(status: dict) -> None:

@@ -122,7 +122,7 @@ class RunOptions:
         (``host:port`` or ``ray://host:port``).
     retry_failed: run again the items an earlier run recorded as failed (default: keep them failed).
     max_retries: times Ray runs an item again after its worker process died (killed, out of memory).
-    progress: show a live progress bar on stderr.
+    progress: the live progress bar on stderr: None shows it on a terminal, True always, False never.
     """
 
     workers: int = 1
@@ -132,7 +132,7 @@ class RunOptions:
     ray: bool | str = False
     retry_failed: bool = False
     max_retries: int = 2
-    progress: bool = True
+    progress: bool | None = None
 
     def check(self) -> None:
         """User mistakes in the options, before any work."""

@@ -86,9 +86,10 @@ class ItemWorker:
         status = {"item": item.key}
         try:
             if stage.attempt > self.max_retries + 1:
+                deaths = stage.attempt - 1
                 raise ItemError(
-                    f"the worker running it died {stage.attempt - 1} times (killed, out of memory, or a "
-                    "crash in native code); see the Ray worker logs"
+                    f"the worker running it died {deaths} time{'s' if deaths > 1 else ''} (killed, out of "
+                    "memory, or a crash in native code); see the Ray worker logs"
                 )
             result = self.work(item, stage.dir)
             stage.commit(result.outputs)

@@ -147,7 +147,7 @@ def run_options(args, resume: bool = True):
         )
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
-    if args.gpus_per_worker and args.device is not None and args.device.startswith("cpu"):
+    if args.ray is not False and args.gpus_per_worker and (args.device or "").startswith("cpu"):
         raise CLIError("--gpus-per-worker with --device cpu: leave --device out to use the GPUs Ray gives")
     extra = {"limit": args.limit, "retry_failed": args.retry_failed} if resume else {}
     return RunOptions(
@@ -155,7 +155,7 @@ def run_options(args, resume: bool = True):
         threads_per_worker=threads if threads is not None else args.threads,
         gpus_per_worker=args.gpus_per_worker,
         ray=args.ray,
-        progress=True,
+        progress=None,
         **extra,
     )
 
