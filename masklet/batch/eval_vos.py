@@ -34,6 +34,12 @@ class VosEvalJob:
     videos: tuple[str, ...] | None = None
     mode = "eval-vos"
 
+    def __post_init__(self) -> None:
+        # the workers open the dataset themselves, in other processes: give them absolute paths
+        object.__setattr__(self, "dataset", str(Path(self.dataset).absolute()))
+        if self.split is not None and Path(self.split).suffix == ".txt" and Path(self.split).is_file():
+            object.__setattr__(self, "split", str(Path(self.split).absolute()))
+
     def _open(self):
         from ..eval.layouts import open_dataset
 

@@ -34,6 +34,9 @@ from .worker import RayItemWorker
 __all__ = ["WorkerStartError", "check_ray", "check_reachable", "connect", "run_on_ray"]
 
 _DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client, GCS
+# Ray Data settings for the run (the caller's are restored after): our own progress bar, and an item
+# whose worker keeps dying fails alone instead of stopping the run.
+_CONTEXT = {"enable_progress_bars": False, "print_on_execution_start": False, "max_errored_blocks": -1}
 
 
 class WorkerStartError(RuntimeError):
@@ -140,6 +143,12 @@ def run_on_ray(job, model, out, todo, options, on_status) -> None:
     """Run ``todo`` (items) on a pool of Ray actors; ``on_status(record)`` is called as each finishes."""
     started = connect(options)
     ray = _import_ray()
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    saved = {name: getattr(ctx, name, None) for name in _CONTEXT}
+    for name, value in _CONTEXT.items():
+        setattr(ctx, name, value)
     data_logger = logging.getLogger("ray.data")
     level = data_logger.level
     data_logger.setLevel(logging.CRITICAL)  # failures are reported per item, not as Ray Data tracebacks
@@ -157,17 +166,15 @@ def run_on_ray(job, model, out, todo, options, on_status) -> None:
         raise WorkerStartError(f"a Ray worker could not start: {_last_line(exc)}") from None
     finally:
         data_logger.setLevel(level)
+        for name, value in saved.items():
+            setattr(ctx, name, value)
         if started:
             ray.shutdown()
 
 
 def _pipeline(ray, job, model, out, todo, options):
-    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data import ActorPoolStrategy
 
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    ctx.max_errored_blocks = -1  # an item whose worker keeps dying fails alone
     rows = [{"item": item.to_json()} for item in todo]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     gpus = options.gpus_per_worker or None

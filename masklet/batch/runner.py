@@ -63,7 +63,7 @@ def run_job(
     if options.limit is not None:
         items = items[: options.limit]
     model.check()
-    out = Path(out)
+    out = Path(out).absolute()  # workers in other processes write there
     if out.exists() and not out.is_dir():
         raise BatchInputError(f"output {out} is a file; expected a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,11 @@ class ModelSpec:
     random_weights: bool = False
     compile: bool = False
 
+    def __post_init__(self) -> None:
+        # workers elsewhere (other processes, other machines) must find the file this process means
+        if self.checkpoint is not None and "://" not in str(self.checkpoint):
+            object.__setattr__(self, "checkpoint", str(Path(self.checkpoint).expanduser().absolute()))
+
     def check(self) -> None:
         """Every mistake that can be found without building the model (run before any work starts)."""
         from ..presets import get_preset

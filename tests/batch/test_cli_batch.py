@@ -9,6 +9,7 @@ import socket
 import weakref
 
 import pytest
+import torch
 
 from masklet import cli
 from masklet.batch import Item, ModelSpec, RunOptions, run_job
@@ -131,9 +132,8 @@ def test_bad_inputs_stop_before_any_work(tmp_path, capsys, no_model):
 
 def test_faults_fail_their_item_only_and_exit_1(faulty_data, tmp_path, capsys):
     videos, manifest = faulty_data
-    rc, out, err = run(
-        capsys, "batch", "track", videos, "--prompts", manifest, "--out", tmp_path / "out", *CLI_MODEL
-    )
+    argv = ["batch", "track", videos, "--prompts", manifest, "--out", tmp_path / "out", *CLI_MODEL]
+    rc, out, err = run(capsys, *argv, "--threads-per-worker", "1")
     assert rc == 1
     assert out.startswith("masklet batch track: 2 done, 0 skipped (done before), 2 failed of 4 items; ")
     assert "frames/s [RANDOM WEIGHTS: masks are meaningless]" in out
@@ -183,7 +183,7 @@ def test_the_help_documents_the_manifest_and_resume(capsys):
     assert "--retry-failed" in text and "OUT/.masklet/status" in text
 
 
-def test_a_worker_keeps_neither_masks_nor_more_frames_than_its_cache(tmp_path, monkeypatch):
+def test_a_worker_keeps_neither_masks_nor_more_frames_than_its_cache(tmp_path, monkeypatch, request):
     """Masks go to the writers frame by frame and are dropped; decoded frames stay within the cache."""
     from masklet.io import exporters, frames
 
@@ -212,6 +212,9 @@ def test_a_worker_keeps_neither_masks_nor_more_frames_than_its_cache(tmp_path, m
 
     monkeypatch.setattr(exporters.PalettePngWriter, "write", write)
     monkeypatch.setattr(frames, "open_frames", open_frames)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a worker of one thread (faster on a busy machine)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     work = TrackWork(MODEL.build(), {}, None, frame_cache_bytes=cache)
     item = Item(
         "long",
