@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import socket
+import sys
 
 from .items import BatchInputError
 from .records import write_status
@@ -123,15 +124,27 @@ def connect(options) -> bool:
     return True
 
 
-def _check_resources(ray, options) -> None:
+def _check_resources(ray, options, local: bool) -> None:
+    """A local instance without room for every worker is an error (its size is fixed); a cluster may
+    still grow (an autoscaler adds nodes while Ray Data works with the workers it has): a note."""
     total = ray.cluster_resources()
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    threads = options.threads_per_worker or 1
-    if cpus < threads or gpus < options.gpus_per_worker:
+    threads, per_gpu = options.threads_per_worker or 1, options.gpus_per_worker
+    fit = min(cpus // threads, gpus // per_gpu if per_gpu else options.workers)
+    if fit >= options.workers:
+        return
+    has = f"{cpus:g} CPUs and {gpus:g} GPUs"
+    needs = f"{threads} CPU(s) and {per_gpu:g} GPU(s)"
+    if local:
         raise BatchInputError(
-            f"the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs; one worker needs {threads} CPU(s) and "
-            f"{options.gpus_per_worker:g} GPU(s): lower --threads-per-worker / --gpus-per-worker or add nodes"
+            f"this machine has {has}: room for {int(fit)} of {options.workers} workers needing {needs} "
+            "each; use fewer workers or a smaller --gpus-per-worker, or join a cluster with --ray ADDRESS"
         )
+    print(
+        f"note: the Ray cluster has {has} now, room for {int(fit)} of {options.workers} workers ({needs} "
+        "each); the others start when nodes join (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
 
 
 def _last_line(exc: BaseException) -> str:
@@ -153,7 +166,7 @@ def run_on_ray(job, model, out, todo, options, on_status) -> None:
     level = data_logger.level
     data_logger.setLevel(logging.CRITICAL)  # failures are reported per item, not as Ray Data tracebacks
     try:
-        _check_resources(ray, options)
+        _check_resources(ray, options, local=started and options.address is None)
         seen = set()
         for row in _pipeline(ray, job, model, out, todo, options).iter_rows():
             status = json.loads(row["status"])

@@ -227,3 +227,28 @@ def test_a_worker_keeps_neither_masks_nor_more_frames_than_its_cache(tmp_path, m
     result = work(item, tmp_path / "stage")
     assert result.frames == n and len(alive) == n
     assert 0 < peak[0] <= cache and sorted(set(reads)) == list(range(n))
+
+
+class _FakeRay:
+    """A stand-in with the one call the resource check makes."""
+
+    def __init__(self, cpus: float, gpus: float) -> None:
+        self.total = {"CPU": cpus, "GPU": gpus}
+
+    def cluster_resources(self) -> dict:
+        return self.total
+
+
+def test_workers_that_cannot_fit_stop_a_local_run_and_are_noted_on_a_cluster(capsys):
+    from masklet.batch import BatchInputError
+    from masklet.batch.ray_runner import _check_resources
+
+    options = RunOptions(ray=True, workers=4, threads_per_worker=1, gpus_per_worker=0.5)
+    with pytest.raises(BatchInputError, match=r"this machine has 8 CPUs and 1 GPUs: room for 2 of 4 workers"):
+        _check_resources(_FakeRay(8, 1), options, local=True)
+    _check_resources(_FakeRay(8, 1), options, local=False)
+    assert (
+        "note: the Ray cluster has 8 CPUs and 1 GPUs now, room for 2 of 4 workers" in capsys.readouterr().err
+    )
+    _check_resources(_FakeRay(8, 2), options, local=True)  # room for all: nothing to say
+    assert capsys.readouterr().err == ""
