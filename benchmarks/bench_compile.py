@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_image import _masks, _min_iou, _once, _prompts  # noqa: E402
+from bench_image import image_prompts, min_mask_iou, predict_masks, time_once  # noqa: E402
 from bench_video import (  # noqa: E402
     FULL_BANK,
     PRECISIONS,
@@ -63,11 +63,11 @@ def measure(label: str, args, ckpt: Path, image, clip: Path, warm: Path) -> dict
     ie.set_image(image), ic.set_image(image)  # warm-up
     te, tc = [], []
     for _ in range(args.repeats):  # A B A B
-        te.append(_once(lambda: ie.set_image(image)))
-        tc.append(_once(lambda: ic.set_image(image)))
-    prompts = _prompts(*image.shape[:2])
-    image_iou = _min_iou(
-        _masks(ic, prompts, contextlib.nullcontext), _masks(ie, prompts, contextlib.nullcontext)
+        te.append(time_once(lambda: ie.set_image(image)))
+        tc.append(time_once(lambda: ic.set_image(image)))
+    prompts = image_prompts(*image.shape[:2])
+    image_iou = min_mask_iou(
+        predict_masks(ic, prompts, contextlib.nullcontext), predict_masks(ie, prompts, contextlib.nullcontext)
     )
     ve = run_session(VideoPredictor(eager, fill_hole_area=0), clip, contextlib.nullcontext, 1)
     vc = run_session(VideoPredictor(fast, fill_hole_area=0), clip, contextlib.nullcontext, 1)

@@ -40,25 +40,25 @@ from tests.oracle import build_reference, reference_error, write_reference_check
 MIN_IOU = 0.99
 
 
-def _once(fn) -> float:
+def time_once(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-def _prompts(h: int, w: int) -> list[dict]:
+def image_prompts(h: int, w: int) -> list[dict]:
     pts = [(0.5, 0.5), (0.3, 0.6), (0.7, 0.4)]
     out = [{"point_coords": np.array([[x * w, y * h]]), "point_labels": np.array([1])} for x, y in pts]
     out.append({"box": np.array([0.2 * w, 0.2 * h, 0.6 * w, 0.7 * h])})
     return out
 
 
-def _masks(predictor, prompts, autocast) -> list[np.ndarray]:
+def predict_masks(predictor, prompts, autocast) -> list[np.ndarray]:
     with torch.inference_mode(), autocast():
         return [predictor.predict(**p, multimask_output=True)[0].astype(bool) for p in prompts]
 
 
-def _min_iou(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+def min_mask_iou(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     worst = 1.0
     for x, y in zip(a, b, strict=True):
         for mx, my in zip(x, y, strict=True):
@@ -83,7 +83,7 @@ def main() -> None:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     image = load_photo(args.image)
-    prompts = _prompts(*image.shape[:2])
+    prompts = image_prompts(*image.shape[:2])
     ckpt = write_reference_checkpoint(args.preset, Path(tempfile.gettempdir()) / f"bench-{args.preset}.pt")
     ref = SAM2ImagePredictor(build_reference(args.preset, ckpt))
     rows, ref_fp32, failures = [], None, []
@@ -105,13 +105,13 @@ def main() -> None:
         run_ref(), run_ours()  # warm-up
         t_ref, t_ours = [], []
         for _ in range(args.repeats):  # A B A B
-            t_ref.append(_once(run_ref))
-            t_ours.append(_once(run_ours))
-        ref_masks = _masks(ref, prompts, autocast)
+            t_ref.append(time_once(run_ref))
+            t_ours.append(time_once(run_ours))
+        ref_masks = predict_masks(ref, prompts, autocast)
         if dtype == torch.float32:
             ref_fp32 = ref_masks
-        iou = _min_iou(_masks(ours, prompts, contextlib.nullcontext), ref_fp32)
-        ref_iou = _min_iou(ref_masks, ref_fp32)  # the reference's own agreement (1.0 in float32)
+        iou = min_mask_iou(predict_masks(ours, prompts, contextlib.nullcontext), ref_fp32)
+        ref_iou = min_mask_iou(ref_masks, ref_fp32)  # the reference's own agreement (1.0 in float32)
         flops = count_flops(run_ours)
         peak = matmul_peak(dtype)
         row = (label, statistics.median(t_ref), min(t_ref), statistics.median(t_ours), min(t_ours))

@@ -44,9 +44,9 @@ from bench_video import machine as _machine  # noqa: E402
 from bench_video import write_section  # noqa: E402
 
 from masklet.checkpoints import save_checkpoint  # noqa: E402
-from masklet.eval.layouts import read_id_png  # noqa: E402
 from masklet.eval.score import score_folder  # noqa: E402
 from masklet.eval.synthetic import VOID, make_vos_dataset  # noqa: E402
+from masklet.io.masks import read_id_png  # noqa: E402
 from masklet.modeling.sam2 import SAM2Model  # noqa: E402
 from masklet.presets import get_preset  # noqa: E402
 from masklet.train import Trainer, config_from_dict  # noqa: E402

@@ -303,8 +303,9 @@ def build_model(
     image_size: int | None = None,
     compile: bool = False,
     encoder_dtype: str | torch.dtype | None = None,
+    random_seed: int | None = None,
 ) -> SAM2Model:
-    """A :class:`SAM2Model` in eval mode with the weights loaded strictly.
+    """A :class:`SAM2Model` in eval mode with the weights loaded strictly (or drawn at random).
 
     name: a preset (``sam2.1_hiera_large``) or alias (``sam2.1_hiera_l``), or ``"auto"`` to infer it from
         ``checkpoint`` (only with a checkpoint).
@@ -322,16 +323,27 @@ def build_model(
     encoder_dtype: the image encoder's dtype when it should differ from ``dtype`` (same spellings;
         ``None``: ``dtype``). ``dtype="bf16", encoder_dtype="fp32"`` tracks video with masks closest to
         float32 ones at most of bf16's speed with several objects (memory attention dominates).
+    random_seed: instead of loading weights, draw them at random from this seed (the same model for the
+        same seed and preset; the global torch generator is left as it was). Masks are meaningless: this
+        is for testing pipelines and for training from scratch. Needs a preset name and no checkpoint.
     """
     torch_device = _resolve_device(device)
     torch_dtype = parse_dtype(dtype, torch_device)
     enc_dtype = None if encoder_dtype is None else parse_dtype(encoder_dtype, torch_device)
-    sd, preset = _resolve_weights(name, checkpoint)
+    if random_seed is not None and checkpoint is not None:
+        raise ValueError("random_seed draws random weights instead of loading a checkpoint: pass only one")
+    # with random weights an unknown name (or 'auto') fails in get_preset
+    sd, preset = _resolve_weights(name, checkpoint) if random_seed is None else (None, get_preset(name).name)
     cfg = get_preset(preset, image_size)
     from masklet.modeling.sam2 import SAM2Model  # deferred: reading the registry needs no model code
 
-    model = SAM2Model(cfg)
-    load_into(model, sd, cfg.name)
+    if sd is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed)
+            model = SAM2Model(cfg)
+    else:
+        model = SAM2Model(cfg)
+        load_into(model, sd, cfg.name)
     model = model.to(device=torch_device).set_compute_dtype(torch_dtype, enc_dtype).eval()
     if compile:
         from masklet.compile import compile_model

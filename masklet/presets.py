@@ -103,7 +103,6 @@ class ModelConfig:
     multimask_output_for_tracking: bool = True
     multimask_min_pt_num: int = 0
     multimask_max_pt_num: int = 1
-    use_mask_input_as_output_without_sam: bool = True
     only_obj_ptrs_in_the_past_for_eval: bool = True
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
@@ -120,6 +119,17 @@ class ModelConfig:
     def low_res_mask_size(self) -> int:
         """Side of the decoder's mask logits (256 at image_size 1024)."""
         return self.feature_size * 4
+
+    def multimask_for(self, *, initial: bool, num_points: int) -> bool:
+        """Whether the decoder gives 3 candidates on a video frame (the best by predicted IoU is kept):
+        on initial (memory-less) frames, or on every frame with ``multimask_output_for_tracking``, when
+        the frame has ``multimask_min_pt_num`` .. ``multimask_max_pt_num`` points (a box counts 2;
+        tracked frames without prompts count 0)."""
+        return (
+            self.multimask_output_in_sam
+            and (initial or self.multimask_output_for_tracking)
+            and self.multimask_min_pt_num <= num_points <= self.multimask_max_pt_num
+        )
 
     def with_image_size(self, image_size: int) -> ModelConfig:
         if image_size % 32 != 0 or image_size < 128:

@@ -3,6 +3,7 @@ that fails a test if the model loads before the user's input was checked."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,4 +56,7 @@ def refuse_model_loading(monkeypatch, what: str = "the input") -> None:
     def refuse(*args, **kwargs):
         raise AssertionError(f"the model was loaded before {what} was checked")
 
-    monkeypatch.setattr(cli, "load_model", refuse)
+    # every command module calls its own imported load_model: replace each of them
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[:2] == ["masklet", "cli"] and hasattr(module, "load_model"):
+            monkeypatch.setattr(module, "load_model", refuse)

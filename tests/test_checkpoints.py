@@ -320,7 +320,7 @@ def server():
     thread.join(timeout=10)
 
 
-def _closed_port() -> int:
+def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -369,7 +369,7 @@ def test_download_cut_off_leaves_nothing_and_keeps_old_file(server, tmp_path):
 
 
 def test_download_unreachable_host(monkeypatch):
-    base = f"http://127.0.0.1:{_closed_port()}"
+    base = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MASKLET_DOWNLOAD_BASE", base)
     target = cached_checkpoint_path("sam2.1_hiera_small")
     with pytest.raises(CheckpointError) as err:
@@ -411,6 +411,28 @@ def test_build_model_argument_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available; pass device='cpu' or None"):
             build_model("sam2.1_hiera_tiny", device="cuda")
+
+
+def test_build_model_with_random_weights_is_seeded_and_cast_like_loaded_ones():
+    from masklet.modeling.sam2 import SAM2Model
+    from masklet.presets import get_preset
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    model = build_model("sam2.1_hiera_t", device="cpu", dtype="bf16", image_size=128, random_seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global generator is left alone
+    torch.manual_seed(7)
+    plain = SAM2Model(get_preset("sam2.1_hiera_tiny", 128)).state_dict()
+    assert model.cfg.name == "sam2.1_hiera_tiny" and model.cfg.image_size == 128 and not model.training
+    assert model.dtype == torch.bfloat16 and model.head_dtype == torch.float32
+    for key, value in model.state_dict().items():
+        assert torch.equal(value.float(), plain[key].to(value.dtype).float()), key
+    other = build_model("sam2.1_hiera_tiny", device="cpu", image_size=128, random_seed=8)
+    assert not torch.equal(other.no_mem_embed, model.no_mem_embed.float())
+    with pytest.raises(ValueError, match="random_seed draws random weights instead of loading a checkpoint"):
+        build_model("sam2.1_hiera_tiny", "some.pt", random_seed=0)
+    with pytest.raises(ValueError, match="unknown model preset 'auto'"):
+        build_model("auto", random_seed=0)
 
 
 def test_build_model_from_checkpoint_is_exact(reference_checkpoint):
@@ -471,7 +493,7 @@ def test_build_model_wrong_preset(reference_checkpoint):
 
 def test_build_model_uses_cache_then_downloads(reference_checkpoint, server, monkeypatch):
     src = reference_checkpoint("sam2.1_hiera_tiny")
-    monkeypatch.setenv("MASKLET_DOWNLOAD_BASE", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("MASKLET_DOWNLOAD_BASE", f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(CheckpointError, match=f"save it as {cached_checkpoint_path('sam2.1_hiera_tiny')}"):
         build_model("sam2.1_hiera_tiny", device="cpu")
     body = src.read_bytes()

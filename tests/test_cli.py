@@ -28,7 +28,7 @@ from masklet.modeling.sam2 import SAM2Model
 from masklet.presets import PRESETS, get_preset
 from tests.cli_support import run
 from tests.conftest import synthetic_image
-from tests.test_checkpoints import _closed_port
+from tests.test_checkpoints import closed_port
 from tests.test_checkpoints import server as server  # the local HTTP server fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def fast(args: list) -> list:
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path) -> str:
     """An empty cache and an unreachable download base for every test; returns that base."""
-    base = f"http://127.0.0.1:{_closed_port()}"
+    base = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MASKLET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MASKLET_DOWNLOAD_BASE", base)
     monkeypatch.delenv("MASKLET_DEBUG", raising=False)

@@ -315,4 +315,4 @@ def test_reverse_and_both_exclude_each_other(capsys, tmp_path, video):
 def test_track_passes_start_direction_and_length(argv, expected):
     args = cli.build_parser().parse_args(["track", "v.mp4", *argv, "--out", "o"])
     frames = sorted({int(t.split(":")[0]) for t in args.point})
-    assert cli._track_passes(args, frames, N_FRAMES) == expected
+    assert cli.track_passes(args, frames, N_FRAMES) == expected

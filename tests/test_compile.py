@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from masklet.cli.common import random_model
+from masklet.checkpoints import build_model
 from masklet.compile import compile_model, compile_status, warm_up
 
 
 def _tiny():
-    return random_model("sam2.1_hiera_tiny", torch.device("cpu"), torch.float32, 128)
+    return build_model("sam2.1_hiera_tiny", device="cpu", dtype=torch.float32, image_size=128, random_seed=0)
 
 
 def test_compiled_modules_match_eager():

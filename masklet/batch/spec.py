@@ -69,34 +69,19 @@ class ModelSpec:
 
     def build(self):
         """The :class:`masklet.SAM2Model`, in eval mode on the worker's device."""
-        import torch
-
         from ..checkpoints import build_model
-        from ..runtime import default_device, parse_dtype
 
-        device = torch.device(self.device) if self.device else default_device()
-        if not self.random_weights:
-            return build_model(
-                self.name,
-                self.checkpoint,
-                device=device,
-                dtype=self.dtype,
-                image_size=self.image_size,
-                compile=self.compile,
-                encoder_dtype=self.encoder_dtype,
-            )
-        from ..modeling.sam2 import SAM2Model
-        from ..presets import get_preset
-
-        torch.manual_seed(0)  # the same weights in every worker, and as the CLI's --random-weights
-        model = SAM2Model(get_preset(self.name, self.image_size))
-        enc = None if self.encoder_dtype is None else parse_dtype(self.encoder_dtype, device)
-        model = model.to(device=device).set_compute_dtype(parse_dtype(self.dtype, device), enc).eval()
-        if self.compile:
-            from ..compile import compile_model
-
-            compile_model(model)
-        return model
+        return build_model(
+            self.name,
+            self.checkpoint,
+            device=self.device,  # None: the best device this worker has
+            dtype=self.dtype,
+            image_size=self.image_size,
+            compile=self.compile,
+            encoder_dtype=self.encoder_dtype,
+            # seed 0: the same weights in every worker, and as the CLI's --random-weights
+            random_seed=0 if self.random_weights else None,
+        )
 
     def weights(self) -> str:
         """``random``, ``official`` or ``checkpoint:<file name>``: where the weights come from."""

@@ -203,7 +203,7 @@ def _resolve(data: dict, source) -> list[_Prompt]:
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    from ..eval.layouts import read_id_png
+    from ..io.masks import read_id_png
 
     return read_id_png(path)
 

@@ -29,10 +29,6 @@ from .studio import add_studio_parser, cmd_studio
 from .track import add_track_parser, cmd_track, track_passes
 from .train import add_train_parser, cmd_train
 
-# Older private names, kept for code (and tests) written against the single-module CLI.
-_track_passes = track_passes
-_one_line = one_line
-
 __all__ = [
     "COMMANDS",
     "DEFAULT_MODEL",

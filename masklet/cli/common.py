@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -127,25 +126,16 @@ def load_model(args, allow_random_fallback: bool = False):
 def _load(args, device, dtype, enc, name, allow_random_fallback):
     from .. import checkpoints
 
+    place = {"device": device, "dtype": dtype, "image_size": args.image_size, "encoder_dtype": enc}
     if args.random_weights:
         if args.checkpoint is not None:
             raise CLIError("--random-weights and --checkpoint exclude each other; pass only one of them")
-        return random_model(name, device, dtype, args.image_size, enc), "random"
+        return checkpoints.build_model(name, random_seed=0, **place), "random"
     try:
         if args.checkpoint is not None:
-            model = checkpoints.build_model(
-                args.model or "auto",
-                args.checkpoint,
-                device=device,
-                dtype=dtype,
-                image_size=args.image_size,
-                encoder_dtype=enc,
-            )
+            model = checkpoints.build_model(args.model or "auto", args.checkpoint, **place)
             return model, f"checkpoint:{args.checkpoint}"
-        model = checkpoints.build_model(
-            name, None, device=device, dtype=dtype, image_size=args.image_size, encoder_dtype=enc
-        )
-        return model, "official"
+        return checkpoints.build_model(name, None, **place), "official"
     except checkpoints.CheckpointError as exc:
         # Only a missing official file falls back: a checkpoint the user named must load or fail.
         if not allow_random_fallback or args.checkpoint is not None:
@@ -155,17 +145,7 @@ def _load(args, device, dtype, enc, name, allow_random_fallback):
             "running on RANDOM weights, masks are meaningless",
             file=sys.stderr,
         )
-        return random_model(name, device, dtype, args.image_size, enc), "random"
-
-
-def load_model_late(args, allow_random_fallback: bool = False):
-    """:func:`load_model` as ``masklet.cli.load_model`` is at call time.
-
-    Commands load through the package attribute so that one replacement there (a test that checks no
-    model loads before the prompts are checked, an embedder's own loader) covers every command.
-    """
-    package = importlib.import_module(__package__)
-    return package.load_model(args, allow_random_fallback=allow_random_fallback)
+        return checkpoints.build_model(name, random_seed=0, **place), "random"
 
 
 def parse_device(text: str | None):
@@ -187,17 +167,6 @@ def parse_device(text: str | None):
             "or leave --device out to use the best device there is"
         )
     return device
-
-
-def random_model(name, device, dtype, image_size, encoder_dtype=None):
-    import torch
-
-    from ..modeling.sam2 import SAM2Model
-    from ..presets import get_preset
-
-    torch.manual_seed(0)
-    model = SAM2Model(get_preset(name, image_size))
-    return model.to(device=device).set_compute_dtype(dtype, encoder_dtype).eval()
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

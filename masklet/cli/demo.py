@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, check_out_dir, load_model_late
+from .common import CLIError, add_model_args, check_out_dir, load_model
 from .segment import segment_one, write_outputs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -64,7 +64,7 @@ def cmd_demo(args) -> int:
     images = _demo_images(args.images)
     video = _demo_video_source(args.video) if args.video_frames > 0 else None
     try:
-        model, weights = load_model_late(args, allow_random_fallback=True)
+        model, weights = load_model(args, allow_random_fallback=True)
         label = " [RANDOM WEIGHTS]" if weights == "random" else ""
         predictor = ImagePredictor(model)
         for stem, image in images:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .batch import add_worker_args
-from .common import CLIError, add_model_args, load_model_late
+from .common import CLIError, add_model_args, load_model
 
 
 def add_vos_parser(sub) -> None:
@@ -83,7 +83,7 @@ def cmd_vos(args) -> int:
     if args.ray is not False or args.workers > 1:
         model_name, weights = _run_distributed(args, videos, pred_dir, late)
     else:
-        model, weights = load_model_late(args)
+        model, weights = load_model(args)
         model_name = model.cfg.name
         with _bar("tracking", "video") as bar:
 
@@ -150,7 +150,7 @@ def cmd_image(args) -> int:
         raise CLIError(f"--images {args.images} is not a folder")
     if args.out is not None and args.out.is_dir():
         raise CLIError(f"--out {args.out} is a folder; expected a .csv file path")
-    model, weights = load_model_late(args)
+    model, weights = load_model(args)
     with _bar("clicking", "image") as bar:
 
         def progress(done: int, total: int, name: str) -> None:

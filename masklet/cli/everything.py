@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, check_out_dir, load_model_late
+from .common import CLIError, add_model_args, check_out_dir, load_model
 from .prompts import run_meta
 
 # Masks decoded at once while drawing the overlay (bounded memory on large images).
@@ -125,7 +125,7 @@ def cmd_everything(args) -> int:
     image = load_image(args.image)
     kwargs = generator_kwargs(args)
     check_generator_settings(kwargs, image.shape[:2])
-    model, weights = load_model_late(args)
+    model, weights = load_model(args)
     generator = AutoMaskGenerator(model, **kwargs)
     t0 = time.perf_counter()
     with tqdm(desc="segmenting", unit="batch", file=sys.stderr, disable=None, leave=False) as bar:

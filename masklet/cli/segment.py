@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, check_out_dir, load_model_late, parse_box, parse_point
+from .common import CLIError, add_model_args, check_out_dir, load_model, parse_box, parse_point
 
 
 def add_segment_parser(sub) -> None:
@@ -98,7 +98,7 @@ def cmd_segment(args) -> int:
     check_out_dir(args.out)
     image = load_image(args.image)
     _check_prompts(args.point, args.box, image)
-    model, weights = load_model_late(args)
+    model, weights = load_model(args)
     predictor = ImagePredictor(model)
     t0 = time.perf_counter()
     predictor.set_image(image)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import CLIError, check_out_dir, load_model_late
+from .common import CLIError, check_out_dir, load_model
 from .live_source import LiveSource
 from .prompts import ObjectPrompt, open_writers, run_meta, track_formats, track_prompts
 
@@ -116,7 +116,7 @@ def cmd_stream(args) -> int:
         hw = (source.height, source.width)
         range_text = f"--max-frames {limit} stops after frame {limit - 1}" if limit else None
         groups = track_prompts(args, limit, hw, range_text=range_text)
-        model, weights = load_model_late(args)
+        model, weights = load_model(args)
         bank = None
         if args.memory_frames is not None:
             from ..inference.memory_bank import MemoryBank

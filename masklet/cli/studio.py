@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .common import CLIError, add_model_args, load_model_late
+from .common import CLIError, add_model_args, load_model
 
 PROJECT_FILE = "project.db"
 
@@ -121,10 +121,13 @@ def _serve(args, project) -> int:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        # listening before the URL is printed: a client connecting at once waits in the backlog
+        # instead of being refused while the server starts
+        sock.listen(128)
     except OSError as exc:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc}; try another --port") from None
     print(f"masklet studio: project {project.path} ({len(project.media())} media); loading the model ...")
-    model, weights = load_model_late(args, allow_random_fallback=False)
+    model, weights = load_model(args, allow_random_fallback=False)
     ws = Workspace(project, model, feature_cache_bytes=args.cache_mb * 2**20)
     roots = [Path(m.source) for m in project.media()]
     app = create_app(ws, ServerOptions(token, roots, args.max_upload_mb * 2**20))

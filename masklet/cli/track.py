@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import CLIError, add_model_args, check_out_dir, load_model_late
+from .common import CLIError, add_model_args, check_out_dir, load_model
 from .prompts import (
     TRACK_PROMPTS,
     ObjectPrompt,
@@ -183,7 +183,7 @@ def cmd_track(args) -> int:
         from ..inference.memory_bank import MemoryBank
         from ..inference.video import VideoPredictor
 
-        model, weights = load_model_late(args)
+        model, weights = load_model(args)
         bank = None
         if args.memory_frames is not None:
             bank = MemoryBank.official(model.cfg, num_maskmem=args.memory_frames)

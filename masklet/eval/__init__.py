@@ -1,5 +1,5 @@
 """Evaluation: benchmark data layouts, prompt simulation, metrics and runners.
 
-Submodules are imported directly (``from masklet.eval.prompting import first_click``); nothing heavy
+Submodules are imported directly (``from masklet.eval.prompting import simulate_clicks``); nothing heavy
 happens at import time.
 """

@@ -2,7 +2,7 @@
 
 For every object: the first click is at the point farthest from the object boundary; each next click at
 the center of the largest error region of the current prediction (positive on a missed region, negative
-on an extra one; :mod:`masklet.eval.prompting`). The model gets all clicks so far: with one click it
+on an extra one; :mod:`masklet.io.mask_geometry`). The model gets all clicks so far: with one click it
 returns three candidates and the one with the highest predicted IoU is kept (the ambiguity-aware
 setting of the SAM paper); from the second click on it returns one mask and is also given the previous
 prediction's low-resolution logits, as interactive tools do. mIoU@k is the mean over objects of the IoU
@@ -21,8 +21,8 @@ import torch
 
 from ..inference.image import ImagePredictor
 from ..io.images import load_image
+from ..io.mask_geometry import first_click, next_click
 from ..io.masks import decode_rle
-from .prompting import first_click, next_click
 
 
 @dataclass

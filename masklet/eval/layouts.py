@@ -19,9 +19,9 @@ Predictions use the same per-video layout with one folder per video: indexed PNG
 
 Reading rules (bad input raises :class:`EvalInputError` saying what to fix, never a guess):
 
-* palette (mode P) PNGs give their palette indices, gray (L, 1, I, I;16) their values; RGB/RGBA PNGs are
-  accepted only when every pixel is gray (R == G == B, alpha opaque), since coloured masks would need a
-  colour-to-id guess;
+* PNGs are read by :func:`masklet.io.masks.read_id_png`: palette (mode P) PNGs give their palette
+  indices, gray (L, 1, I, I;16) their values; RGB/RGBA PNGs are accepted only when every pixel is gray
+  (R == G == B, alpha opaque), since coloured masks would need a colour-to-id guess;
 * a per-object (``sav``) PNG may hold at most two distinct values (the official scorer's rule) and is
   foreground where nonzero;
 * every frame of a video must have the same size; a missing video, object or frame is reported by name.
@@ -34,7 +34,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from ..io.masks import MaskFileError, read_id_png
 
 __all__ = [
     "LAYOUTS",
@@ -43,8 +44,8 @@ __all__ = [
     "MaskFolder",
     "VideoMasks",
     "open_dataset",
+    "few_names",
     "open_predictions",
-    "read_id_png",
 ]
 
 LAYOUTS = ("davis", "sav", "mose", "ytvos")
@@ -55,42 +56,17 @@ _ANNOTATIONS = {
     "ytvos": "Annotations",
 }
 _IMAGES = {"davis": "JPEGImages", "sav": "JPEGImages_24fps", "mose": "JPEGImages", "ytvos": "JPEGImages"}
-_GRAY_MODES = ("P", "L", "1", "I", "I;16", "I;16L", "I;16B")
 
 
 class EvalInputError(ValueError):
     """Ground truth or predictions that cannot be scored as they are; the message says what to change."""
 
 
-def read_id_png(path: str | Path) -> np.ndarray:
-    """(H, W) integer id map of a mask PNG: palette indices or gray values (see the module rules)."""
-    path = Path(path)
+def _read_ids(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            mode = img.mode
-            arr = np.array(img)
-    except (OSError, ValueError) as exc:
-        raise EvalInputError(f"{path}: not a readable PNG ({exc})") from None
-    if mode in _GRAY_MODES:
-        if arr.dtype == np.bool_:
-            return arr.astype(np.uint8)
-        if mode == "I" and arr.size and arr.min() < 0:
-            raise EvalInputError(f"{path}: negative values in a mask PNG; ids must be >= 0 (0 = background)")
-        return arr
-    if mode in ("LA", "RGB", "RGBA"):
-        colour = arr[..., :1] if mode == "LA" else arr[..., :3]
-        if mode != "RGB" and not (arr[..., -1] == 255).all():
-            raise EvalInputError(
-                f"{path}: a {mode} PNG with transparent pixels; write masks without alpha, as an indexed "
-                "(palette) or 8-bit gray PNG with 0 = background and k = object k"
-            )
-        if (colour == colour[..., :1]).all():
-            return np.ascontiguousarray(colour[..., 0])
-        raise EvalInputError(
-            f"{path}: an {mode} PNG with colours; masks must hold object ids, not colours: write an indexed "
-            "(palette, mode P) or 8-bit gray PNG with 0 = background and k = object k"
-        )
-    raise EvalInputError(f"{path}: unsupported PNG mode {mode}; write an indexed (palette) or 8-bit gray PNG")
+        return read_id_png(path)
+    except MaskFileError as exc:
+        raise EvalInputError(str(exc)) from None
 
 
 def _png_stems(folder: Path) -> list[str]:
@@ -187,7 +163,7 @@ class VideoMasks(Mapping[str, dict[int, np.ndarray]]):
         """(H, W) id map of one frame (id-map layouts only): 0 background, k object k (255 void in DAVIS)."""
         if self.per_object:
             raise EvalInputError("the sav layout has no id maps (objects may overlap); use object_masks()")
-        return read_id_png(self.path(frame))
+        return _read_ids(self.path(frame))
 
     def ids_stack(self, frames: list[str]) -> np.ndarray:
         """(T, H, W) id maps of ``frames``; EvalInputError if their sizes differ."""
@@ -200,7 +176,7 @@ class VideoMasks(Mapping[str, dict[int, np.ndarray]]):
         paths = [self.path(f, obj_id) for f in frames]
         arrays = []
         for path in paths:
-            arr = read_id_png(path)
+            arr = _read_ids(path)
             values = np.unique(arr)
             if len(values) > 2:
                 raise EvalInputError(
@@ -314,7 +290,7 @@ def open_dataset(
     lost = [v for v in names if v not in present]
     if lost:
         raise EvalInputError(
-            f"the split lists {len(lost)} video(s) without annotations in {annotations}: {_few(lost)}"
+            f"the split lists {len(lost)} video(s) without annotations in {annotations}: {few_names(lost)}"
         )
     if not names:
         raise EvalInputError(f"no annotated videos in {annotations} (layout {layout}): {_expected(layout)}")
@@ -360,6 +336,7 @@ def _expected(layout: str) -> str:
     }[layout]
 
 
-def _few(names: list[str], n: int = 5) -> str:
+def few_names(names: list[str], n: int = 5) -> str:
+    """The first ``n`` names joined by commas, then "and N more": a readable list for error messages."""
     shown = ", ".join(names[:n])
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layouts import EvalInputError, VideoMasks, _few, open_dataset, open_predictions
+from .layouts import EvalInputError, VideoMasks, few_names, open_dataset, open_predictions
 from .metrics import (
     BOUND_TH,
     PROTOCOLS,
@@ -120,8 +120,8 @@ def score_folder(
     missing = [v for v in videos if v not in predicted]
     if missing:
         raise EvalInputError(
-            f"{preds.root} lacks predictions for {len(missing)} of {len(videos)} videos: {_few(missing)}; "
-            "every video of the ground truth (or of --split) needs a folder of masks"
+            f"{preds.root} lacks predictions for {len(missing)} of {len(videos)} videos: "
+            f"{few_names(missing)}; every video of the ground truth (or of --split) needs a folder of masks"
         )
     warnings: list[str] = []
     rows: list[ObjectScore] = []
@@ -157,6 +157,19 @@ def _joined(parts: list[FrameMetrics]) -> FrameMetrics:
     return FrameMetrics(*(np.concatenate([getattr(m, k) for m in parts]) for k in ("j", "f", "present")))
 
 
+def _davis_object_count(gt: VideoMasks, first_frame) -> int:
+    """The davis protocol's objects: ids 1..max of the first annotated frame (EvalInputError if none)."""
+    first = gt.ids(first_frame)
+    n = int(np.where(first == VOID, 0, first).max())
+    if n == 0:
+        raise EvalInputError(
+            f"video {gt.name!r}: the first annotated frame {first_frame} has no object, and the davis "
+            "protocol takes the objects from it (ids 1..max); use protocol sav to score objects that "
+            "appear later"
+        )
+    return n
+
+
 def _score_id_maps(
     gt: VideoMasks,
     pred: VideoMasks,
@@ -169,16 +182,7 @@ def _score_id_maps(
     video, all_frames = gt.name, gt.frames()
     frames = _evaluated(all_frames, skip, f"video {video!r}")
     _check_frames(pred, frames, video)
-    n = 0
-    if protocol == "davis":
-        first = gt.ids(all_frames[0])
-        n = int(np.where(first == VOID, 0, first).max())
-        if n == 0:
-            raise EvalInputError(
-                f"video {video!r}: the first annotated frame {all_frames[0]} has no object, and the davis "
-                "protocol takes the objects from it (ids 1..max); use protocol sav to score objects that "
-                "appear later"
-            )
+    n = _davis_object_count(gt, all_frames[0]) if protocol == "davis" else 0
     tracks: dict[int, list[FrameMetrics]] = {}
     gt_ids: set[int] = set()
     pred_ids: set[int] = set()
@@ -237,7 +241,7 @@ def _score_objects(
     lost = [f"{o:03d}" for o in objects if o not in predicted]
     if lost:
         raise EvalInputError(
-            f"predictions for video {video!r} lack the object folder(s) {_few(lost)} in {pred.folder}"
+            f"predictions for video {video!r} lack the object folder(s) {few_names(lost)} in {pred.folder}"
         )
     extra = sorted(predicted - set(objects))
     if extra:
@@ -281,8 +285,8 @@ def _check_frames(pred: VideoMasks, frames: list[str], video: str, obj: int | No
     if lost:
         whose = f"video {video!r}" + ("" if obj is None else f", object {obj:03d},")
         raise EvalInputError(
-            f"predictions for {whose} lack {len(lost)} of the {len(frames)} evaluated frames: {_few(lost)} "
-            f"(expected e.g. {pred.path(lost[0], obj)})"
+            f"predictions for {whose} lack {len(lost)} of the {len(frames)} evaluated frames: "
+            f"{few_names(lost)} (expected e.g. {pred.path(lost[0], obj)})"
         )
 
 

@@ -27,8 +27,9 @@ import torch
 from PIL import Image
 
 from ..inference.video import VideoPredictor
+from ..io.mask_geometry import gt_box
 from .layouts import Dataset, EvalInputError
-from .prompting import gt_box, simulate_clicks
+from .prompting import simulate_clicks
 from .synthetic import davis_palette
 
 PROMPTS = ("mask", "box", "click1", "click3", "click5")

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from ..io.images import to_rgb_uint8
+from ..io.preprocess import preprocess_image
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .postprocess import fill_holes_and_sprinkles
 from .prompts import PromptError, batch_size_of, check_boxes, check_mask_input, check_points
-from .transforms import preprocess_image, to_model_coords
+from .transforms import to_model_coords
 
 
 class NoImageError(RuntimeError, ValueError):

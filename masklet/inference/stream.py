@@ -16,20 +16,21 @@ frames, at most ``max_prompt_frames`` per object, and the last few tracked frame
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..io.images import to_rgb_uint8
-from ..modeling.sam2 import NO_OBJECT_SCORE, ImageFeatures, SAM2Model
+from ..io.preprocess import preprocess_video_frame
+from ..modeling.sam2 import SAM2Model
 from .memory_bank import MemoryBank
+from .object_track import ObjectTrack
 from .postprocess import keep_highest_object
 from .prompts import PromptError
-from .transforms import preprocess_video_frame
-from .video_state import ObjectTrack
-from .video_tracking import FrameTracker
+from .video_state import VideoSession
+from .video_tracking import CorePredictor, TrackingCore
 
 
 @dataclass
@@ -49,37 +50,15 @@ class StreamResult:
         return (self.logits[:, 0] > 0).cpu().numpy()
 
 
-@dataclass
-class _StreamState:
-    storage_device: torch.device
-    storage_dtype: torch.dtype
-    objects: list[ObjectTrack] = field(default_factory=list)
-    frame_idx: int = -1
-    height: int = 0
-    width: int = 0
-    features: ImageFeatures | None = None
-    num_frames: None = None  # unbounded
-
-    @property
-    def obj_ids(self) -> list[int]:
-        return [o.obj_id for o in self.objects]
-
-    @property
-    def video_width(self) -> int:
-        return self.width
-
-    @property
-    def video_height(self) -> int:
-        return self.height
-
-
-class StreamTracker(FrameTracker):
+class StreamTracker(CorePredictor):
     """Tracks objects on frames given one at a time (see the module docstring).
 
     Args mirror :class:`masklet.VideoPredictor`; ``max_prompt_frames`` bounds the prompted frames
     kept per object (the first and the most recent ones). ``add_all_frames_to_correct_as_cond`` is on
     by default here: a correction made on a live frame stays in memory as a prompted frame (up to
-    ``max_prompt_frames``) instead of fading out of the recent-frame window.
+    ``max_prompt_frames``) instead of fading out of the recent-frame window. ``expected_frames``: the
+    stream's length when known (a file), which SAM 2.1 uses to scale object-pointer distances on
+    videos shorter than 16 frames; None (a live source) scales as for a long video.
     """
 
     def __init__(
@@ -91,46 +70,44 @@ class StreamTracker(FrameTracker):
         memory_dtype: torch.dtype = torch.bfloat16,
         max_prompt_frames: int = 8,
         add_all_frames_to_correct_as_cond: bool = True,
+        expected_frames: int | None = None,
     ) -> None:
-        cfg = model.cfg
-        bank = memory_bank or MemoryBank.official(cfg)
-        super().__init__(model, bank, fill_hole_area)
+        self.core = TrackingCore(model, memory_bank or MemoryBank.official(model.cfg), fill_hole_area)
         if max_prompt_frames < 1:
             raise ValueError(f"max_prompt_frames must be >= 1, got {max_prompt_frames}")
+        if expected_frames is not None and (
+            isinstance(expected_frames, bool) or not isinstance(expected_frames, int) or expected_frames < 1
+        ):
+            raise ValueError(f"expected_frames must be None or an int >= 1, got {expected_frames!r}")
         self.non_overlap_masks = non_overlap_masks
         self.max_prompt_frames = max_prompt_frames
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
-        self._s = _StreamState(self.device, memory_dtype)
+        self.state = VideoSession.live(self.device, memory_dtype, expected_frames)
 
     @property
     def frame_idx(self) -> int:
         """Index of the current frame (-1 before the first)."""
-        return self._s.frame_idx
+        return self.state.current_frame
 
     @property
     def obj_ids(self) -> list[int]:
-        return self._s.obj_ids
+        return self.state.obj_ids
 
     # ------------------------------------------------------------------ frames
     @torch.inference_mode()
     def track(self, frame) -> StreamResult:
         """Advance to a new frame ((H, W, 3) uint8 RGB, or anything ``to_rgb_uint8`` takes) and track
         every prompted object on it."""
-        s = self._s
+        s = self.state
         image = to_rgb_uint8(frame)
-        self._commit_prompts()
-        s.features = None
-        s.features = self.model.encode_image(preprocess_video_frame(image, self.image_size, self.device))
-        s.frame_idx += 1
-        s.height, s.width = image.shape[:2]
-        active = [o for o in s.objects if o.cond]
-        for group in self._batches(s, active, s.frame_idx, False):
-            outs, _ = self._track(s, group, s.frame_idx, False, False, None, None, True, None)
-            for obj, out in zip(group, outs):
-                obj.non_cond[s.frame_idx] = out
-            for obj in group:
-                obj.tracked[s.frame_idx] = False
-        self._forget_old()
+        self.core.commit(s)
+        s.drop_features()
+        feats = self.core.encode(preprocess_video_frame(image, self.image_size, self.device))
+        t = s.show_frame(feats, *image.shape[:2])
+        self.core.track(s, t, [o for o in s.objects if o.cond], reverse=False)
+        window = self.bank.window(t, False)
+        for obj in s.objects:
+            obj.keep_recent(window, self.max_prompt_frames)
         return self._result()
 
     # ------------------------------------------------------------------ prompts
@@ -146,21 +123,11 @@ class StreamTracker(FrameTracker):
     ) -> StreamResult:
         """Click and/or box object ``obj_id`` on the current frame (coordinates as in VideoPredictor)."""
         s = self._need_frame()
-        coords, lab = self._prompt_points(s, points, labels, box, clear_old_points, normalize_coords)
+        prompt = self._model_prompt(s, points, labels, box, clear_old_points, normalize_coords)
         obj = self._object(obj_id)
-        t = s.frame_idx
-        if not clear_old_points and t in obj.points:
-            old_c, old_l = obj.points[t]
-            coords, lab = torch.cat([old_c, coords], dim=1), torch.cat([old_l, lab], dim=1)
-        obj.points[t] = (coords, lab)
-        obj.masks.pop(t, None)
-        is_init, is_cond = self._prompt_kind(obj, t)
-        prev = obj.latest(t, is_cond)
-        prev_logits = None
-        if prev is not None and prev.pred_masks is not None:
-            prev_logits = prev.pred_masks.to(self.device).clamp(-32.0, 32.0)
-        outs, _ = self._track(s, [obj], t, is_init, False, (coords, lab), None, False, prev_logits)
-        obj.temp(is_cond)[t] = outs[0]
+        t = s.current_frame
+        pts = obj.set_points(t, *prompt, append=not clear_old_points)
+        self.core.prompt(s, obj, t, points=pts, corrections_as_cond=self.add_all_frames_to_correct_as_cond)
         return self._result()
 
     @torch.inference_mode()
@@ -168,9 +135,10 @@ class StreamTracker(FrameTracker):
         """Give object ``obj_id``'s mask on the current frame: (H, W) bool at the frame's size."""
         s = self._need_frame()
         m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-        if m.dim() != 2 or tuple(m.shape) != (s.height, s.width):
+        if m.dim() != 2 or tuple(m.shape) != (s.video_height, s.video_width):
             raise PromptError(
-                f"mask must be (H, W) = ({s.height}, {s.width}) like the frame, got {tuple(m.shape)}"
+                f"mask must be (H, W) = ({s.video_height}, {s.video_width}) like the frame, "
+                f"got {tuple(m.shape)}"
             )
         size = self.image_size
         m = F.interpolate(
@@ -178,101 +146,39 @@ class StreamTracker(FrameTracker):
         )
         m = (m >= 0.5).float()
         obj = self._object(obj_id)
-        t = s.frame_idx
-        obj.masks[t] = m
-        obj.points.pop(t, None)
-        is_init, is_cond = self._prompt_kind(obj, t)
-        outs, _ = self._track(s, [obj], t, is_init, False, None, m, False, None)
-        obj.temp(is_cond)[t] = outs[0]
+        t = s.current_frame
+        obj.set_mask(t, m)
+        self.core.prompt(s, obj, t, mask=m, corrections_as_cond=self.add_all_frames_to_correct_as_cond)
         return self._result()
 
     def remove_object(self, obj_id: int) -> None:
-        idx = next((i for i, o in enumerate(self._s.objects) if o.obj_id == obj_id), None)
-        if idx is None:
+        if not self.state.remove(obj_id):
             raise PromptError(f"no object with id {obj_id} (ids: {self.obj_ids})")
-        del self._s.objects[idx]
 
     def reset(self) -> None:
         """Forget every object (the next frame starts a new stream)."""
-        self._s = _StreamState(self.device, self._s.storage_dtype)
+        s = self.state
+        self.state = VideoSession.live(self.device, s.storage_dtype, s.expected_frames)
 
     def state_bytes(self) -> int:
         """Bytes of masks, memories and pointers held (constant once the window is full)."""
-        total = 0
-        for o in self._s.objects:
-            for d in (o.cond, o.non_cond, o.temp_cond, o.temp_non_cond):
-                for out in d.values():
-                    total += out.heavy_bytes() + out.obj_ptr.numel() * out.obj_ptr.element_size()
-        return total
+        return sum(out.nbytes() for o in self.state.objects for out in o.outputs())
 
     # ------------------------------------------------------------------ internals
-    def _need_frame(self) -> _StreamState:
-        if self._s.features is None:
+    def _need_frame(self) -> VideoSession:
+        if self.state.current_frame < 0:
             raise PromptError("no frame yet: call track(frame) first, then prompt on that frame")
-        return self._s
+        return self.state
 
     def _object(self, obj_id: int) -> ObjectTrack:
         if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
             raise PromptError(f"obj_id must be an integer, got {obj_id!r}")
-        for o in self._s.objects:
-            if o.obj_id == obj_id:
-                return o
-        self._s.objects.append(ObjectTrack(int(obj_id)))
-        return self._s.objects[-1]
-
-    def _prompt_kind(self, obj: ObjectTrack, t: int) -> tuple[bool, bool]:
-        """(is_init: decode without memory, is_cond: keep as a prompted frame) for a prompt on frame t.
-
-        A first prompt is decoded on its own; a correction on a tracked frame sees the memory. Both
-        become prompted (conditioning) frames unless ``add_all_frames_to_correct_as_cond`` is off, in
-        which case a correction is an ordinary tracked frame that leaves memory after the window.
-        """
-        is_init = t not in obj.tracked
-        return is_init, is_init or self.add_all_frames_to_correct_as_cond
-
-    def _features(self, s, frame_idx: int) -> ImageFeatures:
-        return s.features
-
-    def _commit_prompts(self) -> None:
-        """Encode pending prompt results of the current frame into memory."""
-        s = self._s
-        for obj in s.objects:
-            for is_cond in (False, True):
-                for t, out in list(obj.temp(is_cond).items()):
-                    high = self.model.upscale_masks(out.pred_masks.to(self.device), self.image_size)
-                    out.maskmem_features = self._memory(s, s.features, high, out.object_score, binarize=True)
-                    (obj.cond if is_cond else obj.non_cond)[t] = self._store(out, s)
-                obj.temp(is_cond).clear()
-            for t in obj.cond:
-                obj.non_cond.pop(t, None)
-
-    def _forget_old(self) -> None:
-        s = self._s
-        keep = set(self.bank.window(s.frame_idx, False))
-        for obj in s.objects:
-            for t in [t for t in obj.non_cond if t not in keep]:
-                del obj.non_cond[t]
-            for t in [t for t in obj.tracked if t not in keep]:
-                del obj.tracked[t]
-            for t in [t for t in obj.points if t not in keep and t not in obj.cond]:
-                del obj.points[t]
-            if len(obj.cond) > self.max_prompt_frames:
-                frames = sorted(obj.cond)
-                for t in frames[1 : len(frames) - self.max_prompt_frames + 1]:
-                    del obj.cond[t]
-                    obj.points.pop(t, None)
-                    obj.masks.pop(t, None)
+        return self.state.object(int(obj_id))
 
     def _result(self) -> StreamResult:
-        s = self._s
-        side = self.model.cfg.low_res_mask_size
-        low = torch.full((len(s.objects), 1, side, side), NO_OBJECT_SCORE, device=self.device)
-        for i, obj in enumerate(s.objects):
-            t = s.frame_idx
-            out = obj.temp_cond.get(t) or obj.temp_non_cond.get(t) or obj.non_cond.get(t) or obj.cond.get(t)
-            if out is not None and out.pred_masks is not None:
-                low[i : i + 1] = out.pred_masks.to(self.device)
-        masks = F.interpolate(low, size=(s.height, s.width), mode="bilinear", align_corners=False)
+        s = self.state
+        low = self.core.gather(s, s.current_frame, is_cond=None)
+        masks = F.interpolate(low, size=(s.video_height, s.video_width), mode="bilinear", align_corners=False)
         if self.non_overlap_masks:
             masks = keep_highest_object(masks)
-        return StreamResult(s.frame_idx, s.obj_ids, masks)
+        return StreamResult(s.current_frame, s.obj_ids, masks)

@@ -24,19 +24,20 @@ import torch.nn.functional as F
 
 from ..io.frame_loader import FrameLoader
 from ..io.frames import open_frames
-from ..modeling.sam2 import NO_OBJECT_SCORE, ImageFeatures, SAM2Model
+from ..modeling.sam2 import SAM2Model
 from .memory_bank import MemoryBank
+from .object_track import ObjectTrack
 from .postprocess import keep_highest_object
 from .prompts import PromptError
 from .video_state import VideoSession
-from .video_tracking import FrameTracker
+from .video_tracking import CorePredictor, TrackingCore
 
 
 class TrackingError(RuntimeError, ValueError):
     """A request the session cannot serve yet (no prompts, unknown object); the state is unchanged."""
 
 
-class VideoPredictor(FrameTracker):
+class VideoPredictor(CorePredictor):
     """Click, box or mask an object on any frame and get its masks on every frame.
 
     Args:
@@ -63,9 +64,7 @@ class VideoPredictor(FrameTracker):
         memory_dtype: torch.dtype = torch.bfloat16,
         state_budget_bytes: int = 512 * 2**20,
     ) -> None:
-        cfg = model.cfg
-        bank = memory_bank or MemoryBank.official(cfg)
-        super().__init__(model, bank, fill_hole_area)
+        self.core = TrackingCore(model, memory_bank or MemoryBank.official(model.cfg), fill_hole_area)
         self.non_overlap_masks = non_overlap_masks
         self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
@@ -97,7 +96,7 @@ class VideoPredictor(FrameTracker):
     @torch.inference_mode()
     def reset_state(self, inference_state: VideoSession) -> None:
         """Remove every object with its prompts and results (frames and caches stay)."""
-        inference_state.objects.clear()
+        inference_state.clear_objects()
 
     # ------------------------------------------------------------------ prompts
     @torch.inference_mode()
@@ -119,15 +118,11 @@ class VideoPredictor(FrameTracker):
         H, W) float32 at the video resolution, all objects on this frame).
         """
         s = inference_state
-        self._check_frame(s, frame_idx)
-        coords, lab = self._prompt_points(s, points, labels, box, clear_old_points, normalize_coords)
-        obj = s.objects[s.obj_idx(obj_id)]
-        if not clear_old_points and frame_idx in obj.points:
-            old_c, old_l = obj.points[frame_idx]
-            coords, lab = torch.cat([old_c, coords], dim=1), torch.cat([old_l, lab], dim=1)
-        obj.points[frame_idx] = (coords, lab)
-        obj.masks.pop(frame_idx, None)
-        return self._prompted(s, obj, frame_idx, points=(coords, lab))
+        s.check_frame(frame_idx)
+        prompt = self._model_prompt(s, points, labels, box, clear_old_points, normalize_coords)
+        obj = s.object(obj_id)
+        pts = obj.set_points(frame_idx, *prompt, append=not clear_old_points)
+        return self._prompted(s, obj, frame_idx, points=pts)
 
     def add_new_points(self, *args, **kwargs):
         """Older name of :meth:`add_new_points_or_box`."""
@@ -139,9 +134,9 @@ class VideoPredictor(FrameTracker):
     ) -> tuple[int, list[int], torch.Tensor]:
         """Give an object's mask on a frame: (H, W) bool/0-1 at the video resolution (or S x S)."""
         s = inference_state
-        self._check_frame(s, frame_idx)
+        s.check_frame(frame_idx)
         m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-        size = self.model.image_size
+        size = self.image_size
         if m.dim() != 2 or tuple(m.shape) not in ((s.video_height, s.video_width), (size, size)):
             raise PromptError(
                 f"mask must be a 2-D (H, W) array at the video resolution ({s.video_height}, "
@@ -151,23 +146,20 @@ class VideoPredictor(FrameTracker):
         if m.shape[-2:] != (size, size):
             m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
             m = (m >= 0.5).float()
-        obj = s.objects[s.obj_idx(obj_id)]
-        obj.masks[frame_idx] = m
-        obj.points.pop(frame_idx, None)
+        obj = s.object(obj_id)
+        obj.set_mask(frame_idx, m)
         return self._prompted(s, obj, frame_idx, mask=m)
 
-    def _prompted(self, s: VideoSession, obj, frame_idx: int, points=None, mask=None):
-        is_init = frame_idx not in obj.tracked
-        reverse = False if is_init else obj.tracked[frame_idx]
-        is_cond = is_init or self.add_all_frames_to_correct_as_cond
-        prev = None
-        if points is not None:
-            out = obj.latest(frame_idx, is_cond)
-            if out is not None and out.pred_masks is not None:
-                prev = out.pred_masks.to(self.device).clamp(-32.0, 32.0)
-        out, _ = self._track(s, [obj], frame_idx, is_init, reverse, points, mask, False, prev)
-        obj.temp(is_cond)[frame_idx] = out[0]
-        return frame_idx, s.obj_ids, self._to_video(s, self._gather(s, frame_idx, is_cond))
+    def _prompted(self, s: VideoSession, obj: ObjectTrack, frame_idx: int, points=None, mask=None):
+        is_cond = self.core.prompt(
+            s,
+            obj,
+            frame_idx,
+            points=points,
+            mask=mask,
+            corrections_as_cond=self.add_all_frames_to_correct_as_cond,
+        )
+        return frame_idx, s.obj_ids, self._to_video(s, self.core.gather(s, frame_idx, is_cond=is_cond))
 
     # ------------------------------------------------------------------ propagation
     @torch.inference_mode()
@@ -177,26 +169,12 @@ class VideoPredictor(FrameTracker):
         if not s.objects:
             raise TrackingError("no points, boxes or masks were added to any object: add a prompt first")
         for obj in s.objects:
-            if not obj.cond and not obj.temp_cond:
+            if not obj.has_prompt_output():
                 raise TrackingError(
                     f"object id {obj.obj_id} has no points, box or mask on any frame: add a prompt for it "
                     "or remove it with remove_object"
                 )
-        for obj in s.objects:
-            for is_cond in (False, True):
-                pending = obj.temp(is_cond)
-                for frame_idx, out in list(pending.items()):
-                    if out.maskmem_features is None:
-                        high = self.model.upscale_masks(out.pred_masks.to(self.device), self.model.image_size)
-                        feats = self._features(s, frame_idx)
-                        out.maskmem_features = self._memory(s, feats, high, out.object_score, binarize=True)
-                        self._store(out, s)
-                    (obj.cond if is_cond else obj.non_cond)[frame_idx] = out
-                    del pending[frame_idx]
-                    if self.clear_non_cond_mem_around_input:
-                        self._forget_around(obj, frame_idx)
-            for frame_idx in obj.cond:
-                obj.non_cond.pop(frame_idx, None)
+        self.core.commit(s, forget_radius=self._forget_radius())
 
     @torch.inference_mode()
     def propagate_in_video(
@@ -215,7 +193,7 @@ class VideoPredictor(FrameTracker):
         s = inference_state
         n = s.num_frames
         if start_frame_idx is not None:
-            self._check_frame(s, start_frame_idx)
+            s.check_frame(start_frame_idx)
         if max_frame_num_to_track is None:
             max_frame_num_to_track = n
         if (
@@ -240,24 +218,20 @@ class VideoPredictor(FrameTracker):
             yield frame_idx, s.obj_ids, self._propagate_frame(s, frame_idx, reverse)
 
     def _propagate_frame(self, s: VideoSession, frame_idx: int, reverse: bool) -> torch.Tensor:
-        masks: list[torch.Tensor | None] = [None] * len(s.objects)
+        masks: dict[int, torch.Tensor] = {}
         todo = []
-        for i, obj in enumerate(s.objects):
-            if frame_idx in obj.cond:
-                masks[i] = obj.cond[frame_idx].pred_masks.to(self.device)
-                if self.clear_non_cond_mem_around_input:
-                    self._forget_around(obj, frame_idx)
-            else:
-                todo.append(i)
-        for group in self._batches(s, [s.objects[i] for i in todo], frame_idx, reverse):
-            outs, pred = self._track(s, group, frame_idx, False, reverse, None, None, True, None)
-            for obj, out, p in zip(group, outs, pred.split(1)):
-                obj.non_cond[frame_idx] = out
-                masks[s.objects.index(obj)] = p
         for obj in s.objects:
-            obj.tracked[frame_idx] = reverse
-        self._trim(s, frame_idx, reverse)
-        return self._to_video(s, torch.cat(masks))
+            if frame_idx in obj.cond:
+                masks[obj.obj_id] = obj.cond[frame_idx].pred_masks.to(self.device)
+                if self.clear_non_cond_mem_around_input:
+                    obj.forget_tracked_around(frame_idx, self._forget_radius())
+            else:
+                todo.append(obj)
+        masks.update(self.core.track(s, frame_idx, todo, reverse=reverse))
+        for obj in s.objects:
+            obj.mark_tracked(frame_idx, reverse=reverse)
+        s.trim(self.state_budget_bytes, self.bank.window(frame_idx, reverse), around=frame_idx)
+        return self._to_video(s, torch.cat([masks[i] for i in s.obj_ids]))
 
     # ------------------------------------------------------------------ editing
     @torch.inference_mode()
@@ -266,20 +240,11 @@ class VideoPredictor(FrameTracker):
     ):
         """Remove an object's prompts on a frame; its prompted result there becomes a tracked one."""
         s = inference_state
-        self._check_frame(s, frame_idx)
-        obj = s.objects[s.obj_idx(obj_id)]
-        obj.points.pop(frame_idx, None)
-        obj.masks.pop(frame_idx, None)
-        obj.temp_cond.pop(frame_idx, None)
-        obj.temp_non_cond.pop(frame_idx, None)
-        out = obj.cond.pop(frame_idx, None)
-        if out is not None:
-            obj.non_cond[frame_idx] = out
-            obj.tracked.pop(frame_idx, None)
+        s.check_frame(frame_idx)
+        s.object(obj_id).clear_frame(frame_idx)
         if not need_output:
             return None
-        is_cond = any(frame_idx in o.temp_cond for o in s.objects)
-        return frame_idx, s.obj_ids, self._to_video(s, self._gather(s, frame_idx, is_cond))
+        return frame_idx, s.obj_ids, self._frame_output(s, frame_idx)
 
     @torch.inference_mode()
     def remove_object(
@@ -298,57 +263,19 @@ class VideoPredictor(FrameTracker):
         frames = sorted(s.objects[idx].prompted_frames())
         for t in frames:
             self.clear_all_prompts_in_frame(s, t, obj_id, need_output=False)
-        del s.objects[idx]
-        updated = []
-        if need_output:
-            for t in frames:
-                is_cond = any(t in o.temp_cond for o in s.objects)
-                updated.append((t, self._to_video(s, self._gather(s, t, is_cond))))
+        s.remove(obj_id)
+        updated = [(t, self._frame_output(s, t)) for t in frames] if need_output else []
         return s.obj_ids, updated
 
     # ------------------------------------------------------------------ helpers
-    def _gather(self, s: VideoSession, frame_idx: int, is_cond: bool) -> torch.Tensor:
-        """(N_obj, 1, S/4, S/4) newest logits of every object on a frame (absent: NO_OBJECT_SCORE)."""
-        side = self.model.cfg.low_res_mask_size
-        out = torch.full((len(s.objects), 1, side, side), NO_OBJECT_SCORE, device=self.device)
-        for i, obj in enumerate(s.objects):
-            o = obj.latest(frame_idx, is_cond)
-            if o is not None and o.pred_masks is not None:
-                out[i : i + 1] = o.pred_masks.to(self.device)
-        return out
+    def _frame_output(self, s: VideoSession, frame_idx: int) -> torch.Tensor:
+        """Every object's newest logits on a frame at the video resolution (as after a prompt there)."""
+        return self._to_video(s, self.core.gather(s, frame_idx, is_cond=s.staged_cond_on(frame_idx)))
 
     def _to_video(self, s: VideoSession, low_res: torch.Tensor) -> torch.Tensor:
         masks = F.interpolate(low_res.float(), size=(s.video_height, s.video_width), mode="bilinear")
         return keep_highest_object(masks) if self.non_overlap_masks else masks
 
-    def _forget_around(self, obj, frame_idx: int) -> None:
-        r = self.bank.stride * self.bank.num_maskmem
-        for t in range(frame_idx - r, frame_idx + r + 1):
-            obj.non_cond.pop(t, None)
-
-    def _trim(self, s: VideoSession, frame_idx: int, reverse: bool) -> None:
-        """Bound the session: drop masks/memories of tracked frames far from ``frame_idx``."""
-        excess = s.heavy_bytes() - self.state_budget_bytes
-        if excess <= 0:
-            return
-        keep = self.bank.window(frame_idx, reverse)
-        cands = [
-            (abs(t - frame_idx), out) for o in s.objects for t, out in o.non_cond.items() if t not in keep
-        ]
-        for _, out in sorted(cands, key=lambda c: -c[0]):
-            if excess <= 0:
-                break
-            excess -= out.heavy_bytes()
-            out.evict()
-
-    def _features(self, s: VideoSession, frame_idx: int) -> ImageFeatures:
-        if s.cached_features is None or s.cached_features[0] != frame_idx:
-            s.cached_features = None  # free the previous frame's features first
-            shared = s.feature_cache
-            feats = shared.get(frame_idx) if shared is not None else None
-            if feats is None:
-                feats = self.model.encode_image(s.loader.get(frame_idx).to(self.device))
-                if shared is not None:
-                    shared.put(frame_idx, feats)
-            s.cached_features = (frame_idx, feats)
-        return s.cached_features[1]
+    def _forget_radius(self) -> int:
+        """How far around a correction ``clear_non_cond_mem_around_input`` forgets tracked memories."""
+        return self.bank.stride * self.bank.num_maskmem if self.clear_non_cond_mem_around_input else 0

@@ -4,13 +4,14 @@ with a bounded cache and a background thread that prefetches the frames tracking
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 
 import torch
 
-from masklet.inference.transforms import preprocess_video_frame
-from masklet.io.frames import FrameSource, _check_index
+from ..lru import LRUCache
+from .frame_source import FrameSource, check_index
+from .preprocess import preprocess_video_frame
 
 __all__ = ["FrameLoader"]
 
@@ -52,7 +53,7 @@ class FrameLoader:
         self.dtype = dtype
         self.cache_frames = cache_frames
         self.prefetch = prefetch
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cache: LRUCache[int, torch.Tensor] = LRUCache(max_items=cache_frames)
         self._errors: dict[int, Exception] = {}
         self._busy: set[int] = set()  # being computed by either thread
         self._plan: deque[int] = deque()
@@ -70,12 +71,6 @@ class FrameLoader:
             torch.cuda.current_stream(self.device).synchronize()
         return tensor
 
-    def _store(self, idx: int, tensor: torch.Tensor) -> None:
-        self._cache[idx] = tensor
-        self._cache.move_to_end(idx)
-        while len(self._cache) > self.cache_frames:
-            self._cache.popitem(last=False)
-
     def get(self, idx: int) -> torch.Tensor:
         """(1, 3, S, S) normalized tensor of frame ``idx`` on ``device`` in ``dtype``.
 
@@ -83,7 +78,7 @@ class FrameLoader:
             FrameError: ``idx`` is out of range or the frame cannot be read (also when the prefetch
                 thread met that error first).
         """
-        idx = _check_index(idx, len(self.source))
+        idx = check_index(idx, len(self.source))
         with self._cond:
             if self._closed:
                 raise RuntimeError("FrameLoader is closed; create a new one")
@@ -95,9 +90,9 @@ class FrameLoader:
                 self._cond.wait()
             if idx in self._errors:
                 raise self._errors.pop(idx)
-            if idx in self._cache:
-                self._cache.move_to_end(idx)
-                return self._cache[idx]
+            hit = self._cache.get(idx)
+            if hit is not None:
+                return hit
             self._busy.add(idx)
         try:
             tensor = self._compute(idx)
@@ -107,7 +102,7 @@ class FrameLoader:
                 self._cond.notify_all()
         with self._cond:
             if not self._closed:
-                self._store(idx, tensor)
+                self._cache.put(idx, tensor)
         return tensor
 
     def hint(self, indices: Iterable[int]) -> None:
@@ -116,7 +111,7 @@ class FrameLoader:
         Raises:
             FrameError: an index is out of range.
         """
-        plan = [_check_index(i, len(self.source)) for i in indices]
+        plan = [check_index(i, len(self.source)) for i in indices]
         with self._cond:
             if self._closed:
                 raise RuntimeError("FrameLoader is closed; create a new one")
@@ -153,7 +148,7 @@ class FrameLoader:
                 if error is not None:
                     self._errors[idx] = error
                 elif not self._closed:
-                    self._store(idx, tensor)
+                    self._cache.put(idx, tensor)
                 self._cond.notify_all()
 
     def close(self) -> None:

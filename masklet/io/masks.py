@@ -1,4 +1,4 @@
-"""Mask I/O: COCO run-length encoding, boxes, PNG files and colour overlays.
+"""Mask I/O: COCO run-length encoding, boxes, PNG files (binary masks, object-id maps) and colour overlays.
 
 RLE follows COCO (and pycocotools) exactly, so files round-trip with other tools:
 
@@ -19,6 +19,7 @@ import colorsys
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -26,6 +27,8 @@ from PIL import Image
 from .images import to_rgb_uint8
 
 __all__ = [
+    "MaskFileError",
+    "as_mask",
     "compress_rle",
     "decode_rle",
     "encode_rle",
@@ -34,15 +37,25 @@ __all__ = [
     "mask_to_uncompressed_rle",
     "masks_to_rle_torch",
     "overlay_masks",
+    "read_id_png",
     "rle_area",
     "save_mask_png",
 ]
 
 _MAX_GROUPS = 13  # 13 five-bit groups cover any int64
+_GRAY_MODES = ("P", "L", "1", "I", "I;16", "I;16L", "I;16B")
 
 
-def _as_mask(mask, name: str = "mask") -> np.ndarray:
-    """(H, W) bool numpy array from a numpy array or torch tensor; nonzero is foreground."""
+class MaskFileError(ValueError):
+    """A mask file that cannot be read as object ids; the message says what to change."""
+
+
+def as_mask(mask, name: str = "mask") -> np.ndarray:
+    """(H, W) bool numpy array from a numpy array or torch tensor; nonzero is foreground.
+
+    ``name`` names the argument in the ValueError raised for anything else (another type, another
+    number of dimensions). A bool numpy array is returned as is (not copied).
+    """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
@@ -72,7 +85,7 @@ def _run_lengths(mask: np.ndarray) -> np.ndarray:
 
 def mask_to_uncompressed_rle(mask) -> dict:
     """Uncompressed COCO RLE ``{"size": [H, W], "counts": [int, ...]}`` of an (H, W) mask."""
-    mask = _as_mask(mask)
+    mask = as_mask(mask)
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _run_lengths(mask).tolist()}
 
 
@@ -82,7 +95,7 @@ def encode_rle(mask) -> dict:
     ``counts`` is pycocotools' string (as ``str``, ready for JSON); ``pycocotools.mask.decode``
     accepts it as is.
     """
-    mask = _as_mask(mask)
+    mask = as_mask(mask)
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _counts_to_string(_run_lengths(mask))}
 
 
@@ -189,7 +202,7 @@ def mask_to_box_xywh(mask) -> list[int]:
     ``x, y`` are the leftmost column and top row holding foreground and the box covers them
     inclusively (``width = x_max - x + 1``), as ``pycocotools.mask.toBbox`` reports.
     """
-    mask = _as_mask(mask)
+    mask = as_mask(mask)
     cols = np.flatnonzero(mask.any(axis=0))
     rows = np.flatnonzero(mask.any(axis=1))
     if cols.size == 0:
@@ -237,8 +250,45 @@ def masks_to_rle_torch(masks) -> list[dict]:
 
 def save_mask_png(mask, path: str | os.PathLike) -> None:
     """Write an (H, W) mask as an 8-bit grayscale PNG: 255 on foreground, 0 on background."""
-    mask = _as_mask(mask)
+    mask = as_mask(mask)
     Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(path, format="PNG")
+
+
+def read_id_png(path: str | Path) -> np.ndarray:
+    """(H, W) integer id map of a mask PNG (0 background, k object k): palette indices or gray values.
+
+    Palette (mode P) PNGs give their palette indices, gray ones (L, 1, I, I;16) their values (mode 1 as
+    0/1 uint8). RGB/RGBA/LA PNGs are accepted only when every pixel is gray (R == G == B) and opaque,
+    since coloured masks would need a colour-to-id guess. Raises MaskFileError naming the file and what
+    to write instead for anything else (unreadable, transparent, coloured, negative ids).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            arr = np.array(img)
+    except (OSError, ValueError) as exc:
+        raise MaskFileError(f"{path}: not a readable PNG ({exc})") from None
+    if mode in _GRAY_MODES:
+        if arr.dtype == np.bool_:
+            return arr.astype(np.uint8)
+        if mode == "I" and arr.size and arr.min() < 0:
+            raise MaskFileError(f"{path}: negative values in a mask PNG; ids must be >= 0 (0 = background)")
+        return arr
+    if mode in ("LA", "RGB", "RGBA"):
+        colour = arr[..., :1] if mode == "LA" else arr[..., :3]
+        if mode != "RGB" and not (arr[..., -1] == 255).all():
+            raise MaskFileError(
+                f"{path}: a {mode} PNG with transparent pixels; write masks without alpha, as an indexed "
+                "(palette) or 8-bit gray PNG with 0 = background and k = object k"
+            )
+        if (colour == colour[..., :1]).all():
+            return np.ascontiguousarray(colour[..., 0])
+        raise MaskFileError(
+            f"{path}: an {mode} PNG with colours; masks must hold object ids, not colours: write an indexed "
+            "(palette, mode P) or 8-bit gray PNG with 0 = background and k = object k"
+        )
+    raise MaskFileError(f"{path}: unsupported PNG mode {mode}; write an indexed (palette) or 8-bit gray PNG")
 
 
 def mask_colors(n: int) -> np.ndarray:
@@ -281,7 +331,7 @@ def overlay_masks(
         masks = masks.detach().cpu().numpy()
     if isinstance(masks, np.ndarray) and masks.ndim == 2:
         masks = [masks]
-    masks = [_as_mask(m, f"masks[{i}]") for i, m in enumerate(masks)]
+    masks = [as_mask(m, f"masks[{i}]") for i, m in enumerate(masks)]
     for i, m in enumerate(masks):
         if m.shape != rgb.shape[:2]:
             raise ValueError(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .masks import _as_mask
+from .masks import as_mask
 
 __all__ = ["mask_to_polygons", "polygons_to_mask"]
 
@@ -47,7 +47,7 @@ def mask_to_polygons(mask, tolerance: float = 1.0, min_area: float = 0.0) -> lis
         top-most, then left-most pixel; rings are ordered by that start (top to bottom, then left to
         right). Empty mask: ``[]``.
     """
-    m = _as_mask(mask)
+    m = as_mask(mask)
     if not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be a finite number of pixels >= 0, got {tolerance!r}")
     rows = np.flatnonzero(m.any(axis=1))

@@ -7,8 +7,6 @@ derive the object pointer. Predictors in ``masklet.inference`` hold state and ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,61 +17,8 @@ from .mask_decoder import MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
 from .neck import ImageEncoder
+from .outputs import NO_OBJECT_SCORE, DecoderOutput, FrameResult, ImageFeatures, points_or_padding
 from .prompt_encoder import PromptEncoder
-
-# Logit written into masks of frames where the object is judged absent (as the official model).
-NO_OBJECT_SCORE = -1024.0
-
-
-@dataclass
-class ImageFeatures:
-    """Backbone output for a batch of B images at model resolution S.
-
-    - ``image_embed``: (B, 256, S/16, S/16) stride-16 features (raw, without the no-memory embedding)
-    - ``high_res``: [(B, 32, S/4, S/4), (B, 64, S/8, S/8)] already projected for the mask decoder
-    - ``pos``: position encodings of the three levels, highest resolution first (B, 256, h, w) each
-    """
-
-    image_embed: torch.Tensor
-    high_res: list[torch.Tensor]
-    pos: list[torch.Tensor]
-
-    def select(self, idx: int | slice) -> ImageFeatures:
-        """The features of one image (kept 4-D) or a slice of the batch."""
-        s = slice(idx, idx + 1) if isinstance(idx, int) else idx
-        return ImageFeatures(self.image_embed[s], [h[s] for h in self.high_res], [p[s] for p in self.pos])
-
-
-@dataclass
-class FrameResult:
-    """What tracking produces for B objects on one frame (the official ``track_step`` outputs).
-
-    - ``low_res_masks``: (B, 1, S/4, S/4) float32 logits of the chosen mask (``NO_OBJECT_SCORE`` where
-      the object is judged absent)
-    - ``high_res_masks``: (B, 1, S, S) float32, the same upsampled (input of the memory encoder)
-    - ``obj_ptr``: (B, 256) object pointer; ``object_score``: (B, 1) occlusion logit (> 0: present)
-    """
-
-    low_res_masks: torch.Tensor
-    high_res_masks: torch.Tensor
-    obj_ptr: torch.Tensor
-    object_score: torch.Tensor
-
-
-@dataclass
-class DecoderOutput:
-    """Mask decoder output for B prompts (C = 3 with multimask output, else 1).
-
-    - ``low_res_masks``: (B, C, S/4, S/4) logits in model-input coordinates
-    - ``iou``: (B, C) predicted IoU in [0, 1]
-    - ``tokens``: (B, C, 256) output tokens of the returned masks (object-pointer source)
-    - ``object_score``: (B, 1) occlusion logit: > 0 means the object is present
-    """
-
-    low_res_masks: torch.Tensor
-    iou: torch.Tensor
-    tokens: torch.Tensor
-    object_score: torch.Tensor
 
 
 class SAM2Model(nn.Module):
@@ -263,15 +208,18 @@ class SAM2Model(nn.Module):
 
         points: as in :meth:`decode` or None (a padding point is used, as in training);
         mask_input: (B, 1, S/4, S/4) logits (the previous prediction during refinement) or None.
-        With multimask output the mask with the highest predicted IoU is chosen. Masks of absent
-        objects (object score <= 0) become ``NO_OBJECT_SCORE``.
+        The output is chosen by :meth:`select_output`.
         """
-        b = pix_feat.shape[0]
-        if points is None:
-            coords = torch.zeros(b, 1, 2, device=pix_feat.device)
-            labels = -torch.ones(b, 1, dtype=torch.int32, device=pix_feat.device)
-            points = (coords, labels)
-        out = self.decode(pix_feat, high_res, points, mask_input, multimask_output)
+        out = self.decode(
+            pix_feat, high_res, points_or_padding(points, pix_feat), mask_input, multimask_output
+        )
+        return self.select_output(out, multimask_output)
+
+    def select_output(self, out: DecoderOutput, multimask_output: bool) -> FrameResult:
+        """A video frame's result from its decoder output: with multimask output the candidate with the
+        highest predicted IoU (and its token for the pointer); masks of absent objects (object score
+        <= 0) become ``NO_OBJECT_SCORE``; the chosen logits upscaled to S x S."""
+        b = out.low_res_masks.shape[0]
         present = out.object_score > 0
         low = torch.where(present[:, :, None, None], out.low_res_masks, NO_OBJECT_SCORE).float()
         token = out.tokens[:, 0]

@@ -7,70 +7,38 @@ exhausting memory (a 1024-px frame of the Tiny model holds about 20 MB of featur
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
-from ..modeling.sam2 import ImageFeatures
+from ..lru import LRUCache
+
+if TYPE_CHECKING:  # features come from the predictors' sessions; the studio never makes them
+    from ..modeling.sam2 import ImageFeatures
 
 
 def feature_bytes(f: ImageFeatures) -> int:
-    tensors = [f.image_embed, *f.high_res, *f.pos]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes held by one frame's features: the embedding, the high-resolution maps, the encodings."""
+    return f.nbytes()
 
 
-class FeatureCache:
-    """``get(key)`` / ``put(key, features)`` with least-recently-used eviction above ``max_bytes``.
+class FeatureCache(LRUCache[Hashable, "ImageFeatures"]):
+    """Image features by key, least recently used first out above ``max_bytes`` (an
+    :class:`~masklet.lru.LRUCache`: ``get(key)`` / ``put(key, features)``, thread-safe).
 
-    A VideoSession given ``feature_cache=FrameFeatures(cache, media_id)`` reads and fills it.
-    ``max_bytes=0`` disables caching. Thread-safe.
+    Keys are ``(media_id, frame_idx)``: a VideoSession given ``feature_cache=FrameFeatures(cache,
+    media_id)`` reads and fills it. ``max_bytes=0`` disables caching.
     """
 
     def __init__(self, max_bytes: int = 512 * 2**20) -> None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-            raise ValueError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, tuple[ImageFeatures, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: Hashable) -> ImageFeatures | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item[0]
-
-    def put(self, key: Hashable, features: ImageFeatures) -> None:
-        size = feature_bytes(features)
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            if size > self.max_bytes:
-                return
-            self._items[key] = (features, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, n) = self._items.popitem(last=False)
-                self._bytes -= n
+        if max_bytes is None:
+            raise ValueError(
+                "max_bytes must be an int >= 0, got None; the studio's feature cache needs a bound"
+            )
+        super().__init__(max_bytes, size=feature_bytes)
 
     def drop(self, prefix: Hashable) -> None:
         """Forget every entry whose key is a tuple starting with ``prefix`` (e.g. a closed media)."""
-        with self._lock:
-            for key in [k for k in self._items if isinstance(k, tuple) and k[:1] == (prefix,)]:
-                self._bytes -= self._items.pop(key)[1]
+        self.remove_if(lambda key: isinstance(key, tuple) and key[:1] == (prefix,))
 
 
 class FrameFeatures:

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..inference.image import ImagePredictor
 from ..inference.video import VideoPredictor
-from ..modeling.sam2 import SAM2Model
+from ..inference.video_state import VideoSession
 from .cache import FeatureCache, FrameFeatures
 from .errors import Conflict, NotFound, StudioError
 from .media import MediaReader
 from .store import Media, ObjectRecord, Project, ProjectError, Prompt
+
+if TYPE_CHECKING:  # the studio only hands the model to predictors
+    from ..modeling.sam2 import SAM2Model
 
 MAX_PROMPTS_PER_FRAME = 64
 
@@ -90,7 +94,7 @@ class Workspace:
         self.video = VideoPredictor(model, fill_hole_area=0, add_all_frames_to_correct_as_cond=True)
         self.image = ImagePredictor(model)
         self._image_key: tuple[int, int] | None = None
-        self._sessions: dict[int, object] = {}
+        self._sessions: dict[int, VideoSession] = {}
         self._readers: dict[int, MediaReader] = {}
         self._history: dict[tuple[int, int], _History] = {}
         self.tracking: dict[int, object] = {}  # media id -> running TrackJob (see tracking.py)
@@ -130,7 +134,7 @@ class Workspace:
         except ProjectError as exc:
             raise NotFound(str(exc)) from None
 
-    def _check_idle(self, media_id: int, what: str) -> None:
+    def check_idle(self, media_id: int, what: str) -> None:
         job = self.tracking.get(media_id)
         if job is not None and job.running:
             raise Conflict(f"cannot {what} while this video is tracking: cancel the tracking or wait for it")
@@ -141,7 +145,7 @@ class Workspace:
         w, h = self.frame_size(media_id, frame)
         p = parse_prompt(prompt, w, h)
         with self.lock:
-            self._check_idle(media_id, "add prompts")
+            self.check_idle(media_id, "add prompts")
             if object_id is None:
                 obj = self.project.pending_object(media_id) or self.project.new_object(media_id, frame)
             else:
@@ -172,7 +176,7 @@ class Workspace:
         obj = self.object(object_id)
         self.frame_size(obj.media_id, frame)
         with self.lock:
-            self._check_idle(obj.media_id, "undo")
+            self.check_idle(obj.media_id, "undo")
             h = self._history.setdefault((object_id, frame), _History())
             stack, other = (h.redo, h.undo) if redo else (h.undo, h.redo)
             if not stack:
@@ -190,7 +194,7 @@ class Workspace:
         obj = self.object(object_id)
         self.frame_size(obj.media_id, frame)
         with self.lock:
-            self._check_idle(obj.media_id, "clear prompts")
+            self.check_idle(obj.media_id, "clear prompts")
             before = self.project.prompts(object_id).get(frame, [])
             self._apply(obj, frame, [])
             if obj.status == "pending" and not self.project.prompts(object_id):
@@ -219,7 +223,7 @@ class Workspace:
                 self.project.put_masks([(obj.id, frame, mask, "prompt", score)])
 
     # ------------------------------------------------------------------ model calls
-    def session(self, media_id: int):
+    def session(self, media_id: int) -> VideoSession:
         """The VideoSession of a video, rebuilt from the stored prompts when not in memory."""
         with self.lock:
             s = self._sessions.get(media_id)
@@ -278,7 +282,7 @@ class Workspace:
     def delete(self, object_id: int, from_frame: int | None = None) -> None:
         obj = self.object(object_id)
         with self.lock:
-            self._check_idle(obj.media_id, "delete objects")
+            self.check_idle(obj.media_id, "delete objects")
             if from_frame is None:
                 self._forget(obj)
                 return

@@ -19,16 +19,12 @@ from fastapi.responses import Response
 
 from .engine import Workspace
 from .errors import Conflict, NotFound, StudioError, TooLarge
+from .guards import is_inside, read_json
 from .transfer import import_set, project_to_set
 
 EXPORT_FORMATS = ("coco", "coco_polygon", "yolo_seg", "yolo_det", "labelme", "mot", "png", "mp4")
 IMPORT_FORMATS = ("coco", "yolo", "labelme")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _inside(path: Path, roots: list[Path]) -> bool:
-    real = path.resolve()
-    return any(real == r.resolve() or r.resolve() in real.parents for r in roots)
 
 
 def export_project(ws: Workspace, fmt: str, media_ids: list[int] | None = None) -> dict:
@@ -104,11 +100,9 @@ def import_file(ws: Workspace, fmt: str, path: Path, shown: str | None = None) -
 
 
 def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
-    from .server import _json  # the shared body parser
-
     @app.post("/api/export")
     async def export(request: Request):
-        data = await _json(request)
+        data = await read_json(request)
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(export_project, ws, data.get("format"), data.get("media_ids"))
@@ -120,7 +114,7 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
         if (
             not _NAME.match(name)
             or name.startswith(".")
-            or not _inside(folder, [root])
+            or not is_inside(folder, [root])
             or not folder.is_dir()
         ):
             raise NotFound(f"no export named {name!r}")
@@ -129,7 +123,7 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
 
     @app.post("/api/import")
     async def import_path(request: Request):
-        data = await _json(request)
+        data = await read_json(request)
         raw = data.get("path")
         if not isinstance(raw, str) or not raw:
             raise StudioError("path must be the server-side path of the annotation file or folder")
@@ -137,7 +131,7 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
         if not path.is_absolute():
             path = ws.project.path / path
         roots = [*opts.roots, ws.project.path]
-        if not _inside(path, roots):
+        if not is_inside(path, roots):
             raise StudioError(
                 "import paths must be inside the opened folders or the project folder; "
                 "upload the file instead (POST /api/import/upload)"

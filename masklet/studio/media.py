@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.frames import IMAGE_SUFFIXES, FrameSource, _natural_key, open_frames
+from ..io.frames import IMAGE_SUFFIXES, FrameSource, natural_key, open_frames
 from ..io.images import load_image
+from .guards import is_inside
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".mpg", ".mpeg")
 _SIZE_PROBE = 5  # images checked for a common size when guessing "frames" vs "image set"
@@ -48,21 +49,13 @@ class MediaSpec:
     frames: tuple[tuple[str, int, int], ...] | None = None  # images: (file name, width, height)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
-
-
 def _image_files(folder: Path) -> list[Path]:
     files = [
         p
         for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
     ]
-    return sorted((p for p in files if _inside(p, folder)), key=lambda p: _natural_key(p.name))
+    return sorted((p for p in files if is_inside(p, [folder])), key=lambda p: natural_key(p.name))
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -139,7 +132,7 @@ class MediaReader:
         if not 0 <= index < len(self._files):
             raise MediaError(f"image index {index} out of range: the set has {len(self._files)} images")
         path = self.source / self._files[index]
-        if not _inside(path, self.source) or not path.is_file():
+        if not is_inside(path, [self.source]) or not path.is_file():
             raise MediaError(f"{path} is missing or outside {self.source}")
         return load_image(path)
 

@@ -12,7 +12,7 @@ import itertools
 import sys
 import threading
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .engine import Workspace
 from .errors import Conflict, NotFound, StudioError
@@ -88,7 +88,7 @@ class Tracker:
         if direction not in DIRECTIONS:
             raise StudioError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         with ws.lock:
-            ws._check_idle(media_id, "start another tracking")
+            ws.check_idle(media_id, "start another tracking")
             pending = ws.project.pending_object(media_id)
             if pending is not None and ws.project.prompts(pending.id):
                 raise Conflict(
@@ -153,7 +153,7 @@ class Tracker:
                     ws.video.remove_object(s, obj.id, need_output=False)
             # a view of the session with only the chosen objects (the same ObjectTracks: their results
             # land in the session); objects are tracked independently, so the others are untouched
-            sub = replace(s, objects=[s.objects[s.find(i)] for i in job.object_ids], cached_features=None)
+            sub = s.subset(job.object_ids)
             keep = {
                 (i.object_id, i.frame) for i in project.all_mask_infos(job.media_id) if i.source != "track"
             }

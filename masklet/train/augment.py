@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..inference.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..io.preprocess import imagenet_normalize_
 from .config import AugmentConfig
 
 __all__ = ["AugParams", "augment_frames", "augment_masks", "draw_params", "identity"]
@@ -131,9 +131,7 @@ def augment_frames(frames: list[np.ndarray], size: int, p: AugParams) -> torch.T
         x = _colour(x, p)
     if p.moves_pixels:
         x = _warp(x, p)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return imagenet_normalize_(x)
 
 
 def augment_masks(masks: np.ndarray, size: int, p: AugParams) -> torch.Tensor:

@@ -33,37 +33,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..inference.memory_bank import MemoryBank
-from ..modeling.sam2 import NO_OBJECT_SCORE, DecoderOutput, FrameResult, ImageFeatures, SAM2Model
+from ..inference.memory_bank import MemoryBank, MemorySelection
+from ..inference.tracking_step import TrackingStep
+from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .clips import Clip
 from .config import LossConfig, PromptConfig
-from .features import FrameFeatures
+from .features import ClipEncoder
 from .losses import LossTerms, step_loss
 from .prompts import PromptPlan, add_error_clicks, initial_points, plan_prompts
 
-__all__ = ["ClipForward", "ClipLoss", "ClipRollout", "DecoderStep", "inference_memory_bank", "select_output"]
+__all__ = ["ClipForward", "ClipLoss", "ClipRollout", "DecoderStep", "inference_memory_bank"]
 
 
 def inference_memory_bank(model: SAM2Model) -> MemoryBank:
     """The memory bank ``VideoPredictor`` builds for ``model`` by default (the official selection)."""
     return MemoryBank.official(model.cfg)
-
-
-def select_output(model: SAM2Model, out: DecoderOutput, multimask: bool) -> FrameResult:
-    """What :meth:`SAM2Model.segment_frame` makes of a decoder output: the candidate with the highest
-    predicted IoU, ``NO_OBJECT_SCORE`` where the object is judged absent, upscaled, plus its pointer."""
-    b = out.low_res_masks.shape[0]
-    present = out.object_score > 0
-    low = torch.where(present[:, :, None, None], out.low_res_masks, NO_OBJECT_SCORE).float()
-    token = out.tokens[:, 0]
-    if multimask:
-        rows = torch.arange(b, device=low.device)
-        best = out.iou.argmax(dim=-1)
-        low = low[rows, best][:, None]
-        if out.tokens.shape[1] > 1:
-            token = out.tokens[rows, best]
-    high = model.upscale_masks(low, model.image_size)
-    return FrameResult(low, high, model.object_pointer(token, out.object_score), out.object_score)
 
 
 @dataclass
@@ -88,33 +72,17 @@ class DecoderStep:
     points: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _expand(f: ImageFeatures, n: int) -> ImageFeatures:
-    if f.image_embed.shape[0] == n:
-        return f
-    return ImageFeatures(
-        f.image_embed.expand(n, -1, -1, -1),
-        [h.expand(n, -1, -1, -1) for h in f.high_res],
-        [p.expand(n, -1, -1, -1) for p in f.pos],
-    )
-
-
 class ClipRollout:
-    """Runs one clip (see the module docstring). ``checkpointing`` recomputes each tracked frame in
-    the backward pass instead of keeping its activations."""
+    """Runs one clip (see the module docstring) through :class:`~masklet.inference.tracking_step.
+    TrackingStep`, the step the predictors run. ``checkpointing`` recomputes each tracked frame in the
+    backward pass instead of keeping its activations."""
 
     def __init__(self, model: SAM2Model, prompts: PromptConfig, checkpointing: bool = False) -> None:
         self.model = model
         self.prompts = prompts
         self.bank = inference_memory_bank(model)
+        self.step = TrackingStep(model)
         self.checkpointing = checkpointing
-
-    def use_multimask(self, is_init: bool, num_points: int) -> bool:
-        cfg = self.model.cfg
-        return (
-            cfg.multimask_output_in_sam
-            and (is_init or cfg.multimask_output_for_tracking)
-            and cfg.multimask_min_pt_num <= num_points <= cfg.multimask_max_pt_num
-        )
 
     def run(
         self, feats: list[ImageFeatures], gt: torch.Tensor, plan: PromptPlan, rng: np.random.Generator
@@ -125,48 +93,37 @@ class ClipRollout:
         steps: list[DecoderStep] = []
         n = gt.shape[1]
         for t in plan.frames:
-            cond[t] = self._prompted(_expand(feats[t], n), gt[t], plan, rng, steps, t)
+            cond[t] = self._prompted(feats[t].expand(n), gt[t], plan, rng, steps, t)
         non_cond: dict[int, Memory] = {}
         for t in range(gt.shape[0]):
             if t in cond:
                 continue
             sel = self.bank.select(t, cond, non_cond, False, gt.shape[0])
-            mems = [(tp, m.maskmem_features) for tp, m in sel.memories]
-            ptrs = [(tp, m.obj_ptr) for tp, m in sel.pointers]
-            f = _expand(feats[t], n)
+            f = feats[t].expand(n)
             if self.checkpointing and torch.is_grad_enabled():
-                out, memory = checkpoint(self._track, f, mems, ptrs, sel.max_pointers, use_reentrant=False)
+                out = checkpoint(self._track, f, sel, use_reentrant=False)
             else:
-                out, memory = self._track(f, mems, ptrs, sel.max_pointers)
-            steps.append(DecoderStep(t, out.low_res_masks, out.iou, out.object_score))
+                out = self._track(f, sel)
+            decoded, memory = out
+            steps.append(DecoderStep(t, decoded.low_res_masks, decoded.iou, decoded.object_score))
             non_cond[t] = memory
         return steps, {**cond, **non_cond}
 
-    def _track(self, f: ImageFeatures, mems, ptrs, max_pointers: int) -> tuple[DecoderOutput, Memory]:
-        """A frame without prompts: memory attention, decoding, selection, memory encoding."""
-        m = self.model
-        pix = m.attend_to_memories(f.image_embed, f.pos[-1], mems, ptrs, max_pointers)
-        b = pix.shape[0]
-        points = (
-            torch.zeros(b, 1, 2, device=pix.device),
-            -torch.ones(b, 1, dtype=torch.int32, device=pix.device),
-        )
-        multimask = self.use_multimask(False, 0)
-        out = m.decode(pix, f.high_res, points, None, multimask)
-        res = select_output(m, out, multimask)
-        mem, _ = m.encode_memory(f.image_embed, res.high_res_masks, res.object_score, binarize=False)
-        return out, Memory(mem, res.obj_ptr, res.low_res_masks)
+    def _track(self, f: ImageFeatures, sel: MemorySelection[Memory]):
+        """A frame without prompts: the tracking step with memory encoding."""
+        out = self.step(f, memories=[sel], encode_memory=True)
+        res = out.result
+        return out.decoded, Memory(out.memory, res.obj_ptr, res.low_res_masks)
 
     def _prompted(self, f: ImageFeatures, gt: torch.Tensor, plan: PromptPlan, rng, steps, t: int) -> Memory:
         """A prompted frame: (N, S, S) bool ground truth -> its output, recording decoder steps."""
-        m = self.model
         if plan.kind == "mask":
-            res = m.mask_as_output(f.image_embed, f.high_res, gt[:, None].float())
+            res = self.step(f, mask=gt[:, None].float()).result
         else:
             gt_np = gt.cpu().numpy()
             coords, labels = initial_points(plan.kind, gt_np, rng, self.prompts)
-            pix = m.embed_without_memory(f.image_embed)
             prev = None
+            device = f.image_embed.device
             for it in range(plan.corrections + 1):
                 if it:
                     pred = (res.high_res_masks[:, 0] > 0).cpu().numpy()
@@ -174,13 +131,12 @@ class ClipRollout:
                         coords, labels, pred, gt_np, rng, self.prompts.correction_sampling
                     )
                     prev = res.low_res_masks.detach().clamp(-32.0, 32.0)
-                points = (torch.from_numpy(coords).to(pix.device), torch.from_numpy(labels).to(pix.device))
-                multimask = self.use_multimask(True, labels.shape[1])
-                out = m.decode(pix, f.high_res, points, prev, multimask)
-                steps.append(DecoderStep(t, out.low_res_masks, out.iou, out.object_score, (coords, labels)))
-                res = select_output(m, out, multimask)
-        high = m.upscale_masks(res.low_res_masks, m.image_size)
-        mem, _ = m.encode_memory(f.image_embed, high, res.object_score, binarize=True)
+                points = (torch.from_numpy(coords).to(device), torch.from_numpy(labels).to(device))
+                out = self.step(f, points=points, prev_logits=prev)
+                d = out.decoded
+                steps.append(DecoderStep(t, d.low_res_masks, d.iou, d.object_score, (coords, labels)))
+                res = out.result
+        mem = self.step.prompt_memory(f, res.low_res_masks, res.object_score)
         return Memory(mem, res.obj_ptr, res.low_res_masks)
 
 
@@ -206,7 +162,7 @@ class ClipForward(nn.Module):
     def __init__(
         self,
         model: SAM2Model,
-        features: FrameFeatures,
+        features: ClipEncoder,
         prompts: PromptConfig,
         loss: LossConfig,
         checkpointing: bool = False,

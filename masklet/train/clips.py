@@ -4,8 +4,8 @@ A clip is ``clip_frames`` consecutive annotated frames of one video (fewer near 
 image) starting on a frame where some object is visible, with up to ``max_objects`` of the objects
 visible on that first frame. Sources are drawn by their weights, items uniformly.
 
-With cached features (:class:`~masklet.train.features.FeatureCache`) each video has a fixed set of
-``variants`` augmentations (variant 0: none), so a frame's features can be reused by every clip that
+With cached features (:class:`~masklet.train.features.TrainingFeatureCache`) each video has a fixed set
+of ``variants`` augmentations (variant 0: none), so a frame's features can be reused by every clip that
 uses the same variant; otherwise every clip draws its own augmentation.
 """
 

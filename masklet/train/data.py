@@ -16,18 +16,17 @@ sizes, empty masks) and raises :class:`DataError` naming the file and what to do
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..eval.layouts import EvalInputError, read_id_png
 from ..io.frames import FrameError, FrameSource, open_frames
 from ..io.images import load_image
-from ..io.masks import decode_rle, rle_area
+from ..io.masks import MaskFileError, decode_rle, read_id_png, rle_area
 from ..io.polygons import polygons_to_mask
+from ..lru import LRUCache
 from .config import SourceConfig
 
 __all__ = [
@@ -62,29 +61,6 @@ class Item:
     @property
     def num_frames(self) -> int:
         return int(self.visible.shape[0])
-
-
-class _LRU:
-    """A small least-recently-used cache bounded by the summed ``nbytes`` of its arrays."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity, self.nbytes = capacity, 0
-        self._items: OrderedDict = OrderedDict()
-
-    def get(self, key):
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key, value: np.ndarray) -> None:
-        if value.nbytes > self.capacity or key in self._items:
-            return
-        self._items[key] = value
-        self.nbytes += value.nbytes
-        while self.nbytes > self.capacity:
-            _, old = self._items.popitem(last=False)
-            self.nbytes -= old.nbytes
 
 
 class Source:
@@ -130,7 +106,7 @@ class DavisSource(Source):
         root = Path(cfg.root)
         self.ann_root, self.img_root = davis_folders(root, cfg.resolution)
         self.names = names if names is not None else davis_videos(cfg)
-        self._cache = _LRU(512 * 2**20)
+        self._cache: LRUCache[Path, np.ndarray] = LRUCache(512 * 2**20)  # id maps of annotation PNGs
         self.frames_of: list[list[Path]] = []
         for name in self.names:
             self._index(name)
@@ -176,7 +152,7 @@ class DavisSource(Source):
         if ids is None:
             try:
                 ids = read_id_png(png)
-            except EvalInputError as exc:
+            except MaskFileError as exc:
                 raise DataError(str(exc)) from None
             self._cache.put(png, ids)
         return ids
@@ -242,7 +218,10 @@ class SavSource(Source):
             raise DataError(f"sav source: no *{cfg.json_suffix} annotation files in {ann}")
         self.rles: list[list[list[dict]]] = []
         self.videos: list[Path] = []
-        self._open: OrderedDict[int, FrameSource] = OrderedDict()
+        # the last few videos read stay open: a clip reads several frames of one video
+        self._open: LRUCache[int, FrameSource] = LRUCache(
+            max_items=4, size=lambda _: 0, on_evict=lambda _, src: src.close()
+        )
         for path in files:
             self._index(path, path.name[: -len(cfg.json_suffix)])
         self._finish(f"sav source {ann}")
@@ -299,10 +278,10 @@ class SavSource(Source):
         self.videos.append(video)
 
     def _frames(self, item: int) -> FrameSource:
-        src = self._open.pop(item, None) or open_frames(self.videos[item], cache_bytes=64 * 2**20)
-        self._open[item] = src
-        while len(self._open) > 4:
-            self._open.popitem(last=False)[1].close()
+        src = self._open.get(item)
+        if src is None:
+            src = open_frames(self.videos[item], cache_bytes=64 * 2**20)
+            self._open.put(item, src)
         return src
 
     def frame(self, item: int, t: int) -> np.ndarray:

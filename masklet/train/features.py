@@ -10,60 +10,73 @@ are part of :meth:`SAM2Model.encode_image` and so are frozen together with the e
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ..lru import LRUCache
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .clips import Clip
 
-__all__ = ["FeatureCache", "FrameFeatures"]
+__all__ = ["ClipEncoder", "TrainingFeatureCache"]
 
 CacheKey = tuple[int, int, int, int]  # source, item, augmentation variant, annotated frame
 
 
-class FeatureCache:
-    """Per-frame features (batch 1, without the constant position encodings), least recently used
-    first out beyond ``capacity_bytes``."""
+def _tensors_bytes(entry: tuple[torch.Tensor, list[torch.Tensor]]) -> int:
+    embed, high_res = entry
+    return sum(t.numel() * t.element_size() for t in [embed, *high_res])
+
+
+class TrainingFeatureCache:
+    """Image features of training frames by (source, item, augmentation variant, annotated frame): batch
+    1 each, least recently used first out beyond ``capacity_bytes``.
+
+    The position encodings are the same for every frame: they are kept once (``pos``), not per entry.
+    """
 
     def __init__(self, capacity_bytes: int) -> None:
-        self.capacity = capacity_bytes
-        self.nbytes = 0
-        self.hits = self.misses = 0
+        self._lru: LRUCache[CacheKey, tuple[torch.Tensor, list[torch.Tensor]]] = LRUCache(
+            capacity_bytes, size=_tensors_bytes
+        )
         self.entry_bytes = 0  # size of one frame's features, once known
-        self._items: OrderedDict[CacheKey, tuple[torch.Tensor, list[torch.Tensor]]] = OrderedDict()
         self.pos: list[torch.Tensor] | None = None
 
+    @property
+    def capacity(self) -> int:
+        return self._lru.max_bytes
+
+    @property
+    def nbytes(self) -> int:
+        return self._lru.nbytes
+
+    @property
+    def hits(self) -> int:
+        return self._lru.hits
+
+    @property
+    def misses(self) -> int:
+        return self._lru.misses
+
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
 
     def get(self, key: CacheKey) -> ImageFeatures | None:
-        entry = self._items.get(key)
-        if entry is None or self.pos is None:
-            self.misses += 1
+        entry = self._lru.get(key)
+        if entry is None:
             return None
-        self.hits += 1
-        self._items.move_to_end(key)
         return ImageFeatures(entry[0], list(entry[1]), self.pos)
 
     def put(self, key: CacheKey, feats: ImageFeatures) -> None:
         if self.pos is None:
             self.pos = [p.clone() for p in feats.pos]
-        tensors = (feats.image_embed.clone(), [h.clone() for h in feats.high_res])
-        size = sum(t.numel() * t.element_size() for t in [tensors[0], *tensors[1]])
-        self.entry_bytes = size
-        if size > self.capacity or key in self._items:
-            return
-        self._items[key] = tensors
-        self.nbytes += size
-        while self.nbytes > self.capacity:
-            _, (embed, high) = self._items.popitem(last=False)
-            self.nbytes -= sum(t.numel() * t.element_size() for t in [embed, *high])
+        entry = (feats.image_embed.clone(), [h.clone() for h in feats.high_res])
+        self.entry_bytes = _tensors_bytes(entry)
+        self._lru.put(key, entry)
 
 
-class FrameFeatures:
+class ClipEncoder:
     """Gives the per-frame :class:`ImageFeatures` (batch 1 each) of a clip.
 
     images_for: ``(clip, frame positions) -> (K, 3, S, S)`` model inputs of those frames of the clip.
@@ -74,7 +87,7 @@ class FrameFeatures:
         model: SAM2Model,
         images_for: Callable[[Clip, list[int]], torch.Tensor],
         trainable: bool,
-        cache: FeatureCache | None = None,
+        cache: TrainingFeatureCache | None = None,
         checkpointing: bool = False,
     ) -> None:
         if cache is not None and trainable:

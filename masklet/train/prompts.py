@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..eval.prompting import gt_box, next_click
+from ..io.mask_geometry import gt_box, next_click
 from .config import PromptConfig
 
 __all__ = [
@@ -119,7 +119,7 @@ def error_click(
     ``uniform``: a pixel drawn uniformly from the error region (prediction XOR ground truth), labelled
     1 where the ground truth is the object (a missed pixel) and 0 where it is not (a false positive).
     ``center``: the evaluation protocol's click at the center of the larger error region
-    (:func:`masklet.eval.prompting.next_click`). Without any error, a positive click inside ``gt``
+    (:func:`masklet.io.mask_geometry.next_click`). Without any error, a positive click inside ``gt``
     (a negative one outside when ``gt`` is empty) keeps the prompt count the same for every object.
     """
     pred = np.asarray(pred, dtype=bool)

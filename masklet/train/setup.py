@@ -20,7 +20,6 @@ import torch.distributed as dist
 
 from ..checkpoints import build_model
 from ..modeling.sam2 import SAM2Model
-from ..presets import get_preset
 from .config import ConfigError, TrainConfig
 from .data import DataError, Source, davis_videos, open_source
 from .validate import ValidationSet
@@ -104,13 +103,10 @@ def build_training_model(cfg: TrainConfig, device: torch.device) -> SAM2Model:
     """The model to fine-tune, float32 in train mode: from ``model.checkpoint`` (loaded strictly), or a
     random initialisation drawn from ``model.init_seed``."""
     m = cfg.model
-    if m.checkpoint is not None:
-        model = build_model(m.preset, m.checkpoint, device="cpu", dtype="float32", image_size=m.image_size)
-    else:
-        preset = get_preset(m.preset, m.image_size)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(m.init_seed)
-            model = SAM2Model(preset)
+    seed = None if m.checkpoint is not None else m.init_seed
+    model = build_model(
+        m.preset, m.checkpoint, device="cpu", dtype="float32", image_size=m.image_size, random_seed=seed
+    )
     return model.float().to(device).train()
 
 

@@ -29,7 +29,7 @@ from .clip_forward import ClipForward
 from .clips import Clip, ClipSampler, ClipSpec
 from .config import TrainConfig
 from .config_file import config_to_dict
-from .features import FeatureCache, FrameFeatures
+from .features import ClipEncoder, TrainingFeatureCache
 from .logs import RunLog
 from .optim import apply_freeze, build_optimizer, clip_gradients, lr_factor, set_lr
 from .setup import amp_context, build_data, build_training_model, init_distributed
@@ -90,7 +90,7 @@ class Trainer:
         self.model = build_training_model(cfg, self.device)
         apply_freeze(self.model, t.freeze)
         trainable_encoder = any(p.requires_grad for p in self.model.image_encoder.parameters())
-        cache = FeatureCache(t.cache_mb * 2**20) if t.cache_features else None
+        cache = TrainingFeatureCache(t.cache_mb * 2**20) if t.cache_features else None
         self.sampler = ClipSampler(
             self.sources,
             cfg.model.image_size,
@@ -100,7 +100,7 @@ class Trainer:
             variants=t.cache_variants if cache is not None else None,
             seed=t.seed,
         )
-        features = FrameFeatures(
+        features = ClipEncoder(
             self.model, self._images_for, trainable_encoder, cache, t.activation_checkpointing
         )
         self.forward = ClipForward(self.model, features, cfg.prompts, cfg.loss, t.activation_checkpointing)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from masklet.eval.layouts import EvalInputError, open_dataset, open_predictions, read_id_png
+from masklet.eval.layouts import EvalInputError, open_dataset, open_predictions
+from masklet.io.masks import MaskFileError, read_id_png
 
 from .vos_data import rect, save_ids, two_objects, write_davis, write_id_video, write_sav, write_ytvos
 
@@ -78,15 +79,26 @@ def test_coloured_or_transparent_pngs_are_refused(tmp_path):
     rgb = np.zeros((4, 4, 3), np.uint8)
     rgb[1, 1] = (128, 0, 0)  # DAVIS's red for object 1, stored as a colour
     Image.fromarray(rgb).save(tmp_path / "colour.png")
-    with pytest.raises(EvalInputError, match="RGB PNG with colours.*indexed"):
+    with pytest.raises(MaskFileError, match="RGB PNG with colours.*indexed"):
         read_id_png(tmp_path / "colour.png")
     rgba = np.zeros((4, 4, 4), np.uint8)
     Image.fromarray(rgba).save(tmp_path / "alpha.png")
-    with pytest.raises(EvalInputError, match="transparent"):
+    with pytest.raises(MaskFileError, match="transparent"):
         read_id_png(tmp_path / "alpha.png")
     (tmp_path / "junk.png").write_bytes(b"not a png")
-    with pytest.raises(EvalInputError, match="not a readable PNG"):
+    with pytest.raises(MaskFileError, match="not a readable PNG"):
         read_id_png(tmp_path / "junk.png")
+
+
+def test_unreadable_ground_truth_pngs_are_eval_input_errors(tmp_path):
+    write_davis(tmp_path / "d", {"v": two_objects(2)})
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[1, 1] = (128, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "d" / "Annotations" / "480p" / "v" / "00001.png")
+    gt = open_dataset(tmp_path / "d").gt("v")
+    assert gt.ids("00000").max() == 2
+    with pytest.raises(EvalInputError, match="00001.png: an RGB PNG with colours"):
+        gt.ids("00001")
 
 
 def test_bad_layouts_are_named(tmp_path):

@@ -7,15 +7,9 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from masklet.eval.distance import edt, edt_squared
-from masklet.eval.prompting import (
-    first_click,
-    gt_box,
-    next_click,
-    region_center,
-    sample_clicks,
-    simulate_clicks,
-)
+from masklet.eval.prompting import sample_clicks, simulate_clicks
+from masklet.io.distance import edt, edt_squared
+from masklet.io.mask_geometry import first_click, gt_box, next_click, region_center
 
 
 def _rect(shape, y0, y1, x0, x1) -> np.ndarray:

@@ -12,13 +12,14 @@ import torch
 
 from masklet.checkpoints import build_model
 from masklet.eval.click_runner import clicks_for_object, run_image_clicks
-from masklet.eval.layouts import open_dataset, read_id_png
+from masklet.eval.layouts import open_dataset
 from masklet.eval.score import score_folder
 from masklet.eval.synthetic import make_image_dataset, make_vos_dataset, to_sav_layout
 from masklet.eval.vos_runner import run_vos
 from masklet.inference.image import ImagePredictor
 from masklet.inference.video import VideoPredictor
 from masklet.io.frames import open_frames
+from masklet.io.masks import read_id_png
 from tests.oracle import write_video_checkpoint
 
 

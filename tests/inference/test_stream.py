@@ -67,7 +67,7 @@ def stored_outputs(tracker: StreamTracker) -> int:
     Reads the tracker's private state: there is no public count, and this is what must stay bounded.
     """
     return sum(
-        len(o.cond) + len(o.non_cond) + len(o.temp_cond) + len(o.temp_non_cond) for o in tracker._s.objects
+        len(o.cond) + len(o.non_cond) + len(o.temp_cond) + len(o.temp_non_cond) for o in tracker.state.objects
     )
 
 
@@ -190,7 +190,7 @@ def test_smaller_model_input_sizes(image_size, frames):
         assert r.masks.shape == (1, H, W)
     side = image_size // 16
     assert tracker.state_bytes() > 0 and all(
-        out.maskmem_features.shape[-2:] == (side, side) for out in tracker._s.objects[0].cond.values()
+        out.maskmem_features.shape[-2:] == (side, side) for out in tracker.state.objects[0].cond.values()
     )
 
 
@@ -318,14 +318,13 @@ def test_stream_matches_video_predictor(traits, n_frames):
 def test_short_video_pointer_scaling_is_the_only_difference(model):
     """On a SAM 2.1 video shorter than 16 frames the video predictor (as the official one) scales
     pointer distances by the video's length; the stream cannot know it. Telling the stream the length
-    (private state, for this test only) makes the two identical."""
+    (``expected_frames``) makes the two identical."""
     frames = synthetic_frames(8)
     by_video, by_stream = _video_and_stream(model, frames)
     assert torch.equal(by_stream[0], by_video[0])  # frame 0 has no pointers to attend to
     assert max((s - v).abs().max().item() for s, v in zip(by_stream[1:], by_video[1:])) > 0
 
-    tracker = StreamTracker(model)
-    tracker._s.num_frames = len(frames)
+    tracker = StreamTracker(model, expected_frames=len(frames))
     for i, frame in enumerate(frames):
         r = tracker.track(frame)
         if i == 0:
@@ -343,7 +342,7 @@ def test_corrections_are_kept_as_prompted_frames_up_to_max_prompt_frames(model, 
         tracker.track(frames[i % len(frames)])
         if i % 20 == 0:  # a correction every 20 frames
             tracker.add_points(1, points=[[24, 16]], labels=[1])
-    prompted = sorted(tracker._s.objects[0].cond)
+    prompted = sorted(tracker.state.objects[0].cond)
     assert prompted == [0, 160, 180], "the first and the most recent corrections are kept"
 
 
@@ -357,7 +356,7 @@ def test_corrections_can_be_ordinary_tracked_frames(model, frames):
         tracker.track(frames[i % len(frames)])
         if i == 20:
             tracker.add_points(1, points=[[24, 16]], labels=[1])
-    obj = tracker._s.objects[0]
+    obj = tracker.state.objects[0]
     assert sorted(obj.cond) == [0]
     assert 20 not in obj.non_cond and min(obj.non_cond) > 20
 
@@ -385,7 +384,7 @@ def test_a_live_correction_matches_the_video_predictor(model):
             r.logits, expected[i], atol=1e-5, rtol=0, msg=lambda m, i=i: f"frame {i}: {m}"
         )
     assert not torch.equal(first[k + 2], second[2]), "the correction must change later frames"
-    assert sorted(tracker._s.objects[0].cond) == [0, k]
+    assert sorted(tracker.state.objects[0].cond) == [0, k]
 
 
 # ------------------------------------------------------------------------------------ long streams
@@ -429,7 +428,7 @@ def test_memory_is_constant_over_10000_frames(model):
     # reach); object 1 also keeps its 7 most recent corrections (max_prompt_frames = 8 in all)
     assert outs_200 == 2 * (1 + 16)
     assert outs_5k == outs_10k == 2 * (1 + 16) + tracker.max_prompt_frames - 1
-    assert sorted(tracker._s.objects[0].cond) == [0, *range(6_500, 10_000, 500)]
+    assert sorted(tracker.state.objects[0].cond) == [0, *range(6_500, 10_000, 500)]
     grew = rss_10k - rss_5k
     assert grew < 8 * 2**20, f"RSS grew by {grew / 2**20:.1f} MiB between frames 5,000 and 10,000"
 
@@ -456,4 +455,4 @@ def test_state_is_bounded_with_objects_added_mid_stream(model, frames):
     assert sizes[70][1] == sizes[69][1] + 1  # a correction pending until the next frame
     # frame 90 + 16: both corrections are prompted frames outside the recent-frame window
     assert set(sizes[106:]) == {sizes[106]} and sizes[106][1] == 3 * (1 + 16) + 2
-    assert sorted(tracker._s.objects[1].cond) == [30, 70, 90]
+    assert sorted(tracker.state.objects[1].cond) == [30, 70, 90]

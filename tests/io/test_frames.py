@@ -18,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-from masklet.inference.transforms import preprocess_video_frame
 from masklet.io.frame_loader import FrameLoader
 from masklet.io.frames import (
     ArraySource,
@@ -28,6 +27,7 @@ from masklet.io.frames import (
     VideoFileSource,
     open_frames,
 )
+from masklet.io.preprocess import preprocess_video_frame
 
 
 def preprocess_image(frame, size, device, dtype):

@@ -22,7 +22,7 @@ CLIP_FRAMES, CLIP_H, CLIP_W = 12, 240, 320
 STUDIO_IMAGE_SIZE = 256  # small model input: the studio's flows, not the model's accuracy, are tested
 
 
-def _frame(t: int, h: int = CLIP_H, w: int = CLIP_W) -> np.ndarray:
+def frame_image(t: int, h: int = CLIP_H, w: int = CLIP_W) -> np.ndarray:
     """A red disc moving right and a blue square over a smooth background: (h, w, 3) uint8."""
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([xx * 200 // w + 30, yy * 180 // h + 40, np.full_like(xx, 90)], -1).astype(np.uint8)
@@ -46,7 +46,7 @@ def clip_folder(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("studio") / "clip"
     d.mkdir()
     for t in range(CLIP_FRAMES):
-        Image.fromarray(_frame(t)).save(d / f"{t:05d}.jpg", quality=95)
+        Image.fromarray(frame_image(t)).save(d / f"{t:05d}.jpg", quality=95)
     return d
 
 
@@ -55,9 +55,9 @@ def image_folder(tmp_path_factory) -> Path:
     """A folder of 3 images of different sizes (a.png 320x240, b.jpg 200x300, c.png 256x256)."""
     d = tmp_path_factory.mktemp("studio") / "photos"
     d.mkdir()
-    Image.fromarray(_frame(0)).save(d / "a.png")
-    Image.fromarray(_frame(3, 300, 200)).save(d / "b.jpg", quality=95)
-    Image.fromarray(_frame(6, 256, 256)).save(d / "c.png")
+    Image.fromarray(frame_image(0)).save(d / "a.png")
+    Image.fromarray(frame_image(3, 300, 200)).save(d / "b.jpg", quality=95)
+    Image.fromarray(frame_image(6, 256, 256)).save(d / "c.png")
     return d
 
 

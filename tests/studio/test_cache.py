@@ -9,7 +9,7 @@ from masklet.inference.video import VideoPredictor
 from masklet.modeling.sam2 import ImageFeatures
 from masklet.studio.cache import FeatureCache, FrameFeatures, feature_bytes
 
-from .conftest import _frame
+from .conftest import frame_image
 from .studio_support import small_model
 
 
@@ -41,7 +41,7 @@ def test_lru_eviction_by_bytes():
 
 def test_video_session_reuses_cached_features(studio_checkpoint):
     model = small_model(studio_checkpoint)
-    frames = [_frame(t) for t in range(3)]
+    frames = [frame_image(t) for t in range(3)]
     pred = VideoPredictor(model, fill_hole_area=0)
     calls = []
     original = model.encode_image

@@ -9,13 +9,13 @@ import torch
 
 from masklet.eval.synthetic import generate_video
 from masklet.inference.video import VideoPredictor
-from masklet.modeling.sam2 import SAM2Model
+from masklet.modeling.sam2 import NO_OBJECT_SCORE, SAM2Model
 from masklet.presets import get_preset
 from masklet.train.augment import augment_frames, augment_masks, identity
-from masklet.train.clip_forward import ClipForward, ClipRollout, inference_memory_bank, select_output
+from masklet.train.clip_forward import ClipForward, ClipRollout, inference_memory_bank
 from masklet.train.clips import Clip, ClipSpec
 from masklet.train.config import LossConfig, PromptConfig
-from masklet.train.features import FrameFeatures
+from masklet.train.features import ClipEncoder
 from masklet.train.optim import apply_freeze
 from masklet.train.prompts import PromptPlan
 
@@ -61,21 +61,24 @@ def session_masks(state, t):
     return torch.cat([o.cond.get(t, o.non_cond.get(t)).pred_masks for o in state.objects])
 
 
-def test_same_memory_bank_and_selection_as_inference(model):
+def test_same_memory_bank_and_step_as_inference(model):
+    """Training rolls clips out with the predictors' own memory bank and tracking step (no copy of
+    the output selection); the selection keeps the candidate with the highest predicted IoU."""
     assert inference_memory_bank(model) == VideoPredictor(model).bank
+    assert type(ClipRollout(model, PromptConfig()).step) is type(VideoPredictor(model).core.step)
     torch.manual_seed(0)
     pix = torch.randn(2, 256, 8, 8)
     high = [torch.randn(2, 32, 32, 32), torch.randn(2, 64, 16, 16)]
     points = (torch.tensor([[[40.0, 50.0]], [[90.0, 20.0]]]), torch.ones(2, 1, dtype=torch.int32))
     with torch.no_grad():
-        for multimask in (True, False):
-            ours = select_output(model, model.decode(pix, high, points, None, multimask), multimask)
-            ref = model.segment_frame(pix, high, points, None, multimask)
-            for a, b in zip(
-                (ours.low_res_masks, ours.high_res_masks, ours.obj_ptr, ours.object_score),
-                (ref.low_res_masks, ref.high_res_masks, ref.obj_ptr, ref.object_score),
-            ):
-                assert torch.equal(a, b)
+        out = model.decode(pix, high, points, None, True)
+        out.object_score = torch.tensor([[1.0], [-1.0]])  # the second object judged absent
+        res = model.select_output(out, True)
+        best = out.iou[0].argmax()
+        assert torch.equal(res.low_res_masks[0, 0], out.low_res_masks[0, best])
+        assert torch.all(res.low_res_masks[1] == NO_OBJECT_SCORE)
+        assert torch.equal(res.obj_ptr[1], model.no_obj_ptr[0])
+        assert torch.equal(res.high_res_masks, model.upscale_masks(res.low_res_masks, model.image_size))
 
 
 def test_mask_prompt_rollout_matches_video_predictor(model, video):
@@ -126,7 +129,7 @@ def clip_of(frames, masks) -> Clip:
 
 
 def forward_module(model, trainable: bool, checkpointing: bool) -> ClipForward:
-    feats = FrameFeatures(model, lambda clip, pos: clip.images[pos], trainable, None, checkpointing)
+    feats = ClipEncoder(model, lambda clip, pos: clip.images[pos], trainable, None, checkpointing)
     prompts = PromptConfig(
         prob_mask=0.0, prob_click=1.0, prob_box=0.0, correction_iters=1, max_prompted_frames=1
     )

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from masklet.inference.transforms import preprocess_video_frame
+from masklet.io.preprocess import preprocess_video_frame
 from masklet.train.augment import AugParams, augment_frames, augment_masks, identity
 from masklet.train.clips import ClipSampler
 from masklet.train.config import AugmentConfig, SourceConfig

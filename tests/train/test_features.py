@@ -8,7 +8,7 @@ import torch
 
 from masklet.modeling.sam2 import ImageFeatures
 from masklet.train import Trainer
-from masklet.train.features import FeatureCache
+from masklet.train.features import TrainingFeatureCache
 from tests.train.helpers import build, tiny_vos
 
 
@@ -25,7 +25,7 @@ def feats(value: float) -> ImageFeatures:
 
 def test_cache_evicts_least_recently_used_beyond_its_bytes():
     one = (16 + 128) * 4  # bytes of one entry
-    cache = FeatureCache(capacity_bytes=2 * one)
+    cache = TrainingFeatureCache(capacity_bytes=2 * one)
     cache.put((0, 0, 0, 0), feats(0.0))
     cache.put((0, 0, 0, 1), feats(1.0))
     assert cache.get((0, 0, 0, 0)).image_embed[0, 0, 0, 0] == 0.0  # now the most recent

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.masks import _as_mask
+from .masks import as_mask
 
 __all__ = ["edt", "edt_squared"]
 
@@ -121,7 +121,7 @@ def edt_squared(mask) -> np.ndarray:
     ``inf`` everywhere when the mask has no background pixel at all. Pixels outside the array do not
     count as background (pad the mask with zeros to make the image border count).
     """
-    fg = _as_mask(mask, "mask")
+    fg = as_mask(mask, "mask")
     if fg.size == 0:
         return np.zeros(fg.shape, dtype=np.float64)
     if not fg.any():

@@ -1,0 +1,267 @@
+"""The studio server's JSON routes (docs/studio-api.md), one ``register_*`` function per group.
+
+Each group closes over the workspace (and the tracker for tracking): project and frames, prompts,
+objects, tracking jobs, labels. Model work runs in a worker thread (:func:`threaded`) so that the event
+loop keeps serving frames and job status meanwhile.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from . import views
+from .engine import Workspace
+from .errors import Conflict, StudioError
+from .guards import read_json
+from .tracking import Tracker
+
+__all__ = [
+    "register_label_routes",
+    "register_object_routes",
+    "register_project_routes",
+    "register_prompt_routes",
+    "register_tracking_routes",
+    "threaded",
+]
+
+
+def register_project_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> None:
+    """The project (media, labels, settings, running jobs), frames, overlays and the timeline."""
+
+    def project_json() -> dict:
+        p = ws.project
+        counts = p.label_counts()
+        return {
+            "name": p.path.name,
+            "path": str(p.path),
+            "media": [media_json(m) for m in p.media()],
+            "labels": [_label_json(ws, lab, counts) for lab in p.labels()],
+            "settings": views.settings(ws),
+            "jobs": [j.to_dict(p.revision()) for j in tracker.jobs.values() if j.running],
+            "revision": p.revision(),
+        }
+
+    def media_json(m) -> dict:
+        return {k: getattr(m, k) for k in ("id", "kind", "name", "num_frames", "width", "height", "fps")}
+
+    @app.get("/api/project")
+    def get_project():
+        return project_json()
+
+    @app.patch("/api/settings")
+    async def patch_settings(request: Request):
+        data = await read_json(request)
+        unknown = set(data) - set(views.DEFAULT_SETTINGS)
+        if unknown:
+            raise StudioError(
+                f"unknown setting(s) {sorted(unknown)}; known: {sorted(views.DEFAULT_SETTINGS)}"
+            )
+        if "shape_mode" in data and data["shape_mode"] not in views.SHAPE_MODES:
+            raise StudioError(f"shape_mode must be one of {', '.join(views.SHAPE_MODES)}")
+        tol = data.get("polygon_tolerance", 1.0)
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 50:
+            raise StudioError("polygon_tolerance must be a number of pixels between 0 and 50")
+        if "everything" in data and not isinstance(data["everything"], dict):
+            raise StudioError("everything must be an object of segment-everything options")
+        with ws.project.transaction():
+            for k, v in data.items():
+                ws.project.set_setting(k, v)
+        return views.settings(ws)
+
+    @app.get("/api/media/{mid}/frames/{t}/image")
+    def frame_image(mid: int, t: int):
+        ws.frame_size(mid, t)
+        return Response(
+            ws.reader(mid).jpeg(t), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
+        )
+
+    @app.get("/api/media/{mid}/frames/{t}")
+    def get_frame(mid: int, t: int):
+        return views.frame_state(ws, mid, t)
+
+    @app.get("/api/media/{mid}/frames/{t}/overlay.png")
+    def overlay(mid: int, t: int, selected: int | None = None):
+        return Response(views.overlay_png(ws, mid, t, selected), media_type="image/png")
+
+    @app.get("/api/media/{mid}/timeline")
+    def get_timeline(mid: int):
+        return views.timeline(ws, mid)
+
+
+def register_prompt_routes(app: FastAPI, ws: Workspace) -> None:
+    """Prompts on a frame and segment everything."""
+
+    @app.post("/api/media/{mid}/frames/{t}/prompts")
+    async def add_prompt(mid: int, t: int, request: Request):
+        data = await read_json(request)
+        oid = _int(data, "object_id", required=False)
+        oid = await threaded(ws.add_prompt, mid, t, oid, data.get("prompt"))
+        return {**views.frame_state(ws, mid, t), "object_id": oid}
+
+    @app.post("/api/media/{mid}/frames/{t}/everything")
+    async def everything(mid: int, t: int, request: Request):
+        data = await read_json(request) if await request.body() else {}
+        options = {**(ws.project.get_setting("everything", {}) or {}), **data}
+        allowed = {"points_per_side", "pred_iou_thresh", "stability_score_thresh", "min_mask_region_area"}
+        if set(options) - allowed:
+            raise StudioError(f"unknown segment-everything option(s) {sorted(set(options) - allowed)}")
+        options.setdefault("points_per_side", 16)
+        try:
+            await threaded(ws.everything, mid, t, **options)
+        except (TypeError, ValueError) as exc:
+            raise StudioError(str(exc)) from None
+        return views.frame_state(ws, mid, t)
+
+
+def register_object_routes(app: FastAPI, ws: Workspace) -> None:
+    """Undo / redo / clear on a frame, finish with a label, relabel, delete (entirely or from a frame)."""
+
+    async def _frame_of(request: Request) -> int:
+        return _int(await read_json(request), "frame")
+
+    async def _on_frame(oid: int, request: Request, fn, *args) -> dict:
+        """Run ``fn(oid, frame, *args)`` for the body's frame; the FrameState of that frame after it."""
+        t = await _frame_of(request)
+        mid = ws.object(oid).media_id
+        await threaded(fn, oid, t, *args)
+        return views.frame_state(ws, mid, t)
+
+    @app.post("/api/objects/{oid}/undo")
+    async def undo(oid: int, request: Request):
+        return await _on_frame(oid, request, ws.undo)
+
+    @app.post("/api/objects/{oid}/redo")
+    async def redo(oid: int, request: Request):
+        return await _on_frame(oid, request, ws.undo, True)
+
+    @app.post("/api/objects/{oid}/clear")
+    async def clear(oid: int, request: Request):
+        return await _on_frame(oid, request, ws.clear)
+
+    @app.post("/api/objects/{oid}/finish")
+    async def finish(oid: int, request: Request):
+        label = (await read_json(request)).get("label")
+        obj = ws.finish(oid, label)
+        lab = ws.project.label(obj.label_id)
+        state = views.frame_state(ws, obj.media_id, obj.created_frame)
+        return {**state, "object": {"id": obj.id, "track_id": obj.track_id, "label": lab.name}}
+
+    @app.patch("/api/objects/{oid}")
+    async def relabel(oid: int, request: Request):
+        label = (await read_json(request)).get("label")
+        if not isinstance(label, str) or not label.strip():
+            raise StudioError("label must be a non-empty name")
+        obj = ws.object(oid)
+        obj = ws.project.set_object_label(obj.id, label.strip())
+        return {"id": obj.id, "track_id": obj.track_id, "label": ws.project.label(obj.label_id).name}
+
+    @app.delete("/api/objects/{oid}")
+    async def delete_object(oid: int):
+        await threaded(ws.delete, oid)
+        return {"deleted": oid}
+
+    @app.post("/api/objects/{oid}/delete_from")
+    async def delete_from(oid: int, request: Request):
+        return await _on_frame(oid, request, ws.delete)
+
+
+def register_tracking_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> None:
+    """Start, list, read and cancel tracking jobs."""
+
+    @app.post("/api/media/{mid}/track")
+    async def track(mid: int, request: Request):
+        data = await read_json(request)
+        direction = data.get("direction", "forward")
+        job = await threaded(tracker.start, mid, _int(data, "frame"), direction, data.get("object_ids"))
+        return job.to_dict(ws.project.revision())
+
+    @app.get("/api/jobs")
+    def list_jobs(media_id: int | None = None, running: bool = False):
+        rev = ws.project.revision()
+        return [
+            j.to_dict(rev)
+            for j in tracker.jobs.values()
+            if (media_id is None or j.media_id == media_id) and (not running or j.running)
+        ]
+
+    @app.get("/api/jobs/{job_id}")
+    def get_job(job_id: str):
+        return tracker.job(job_id).to_dict(ws.project.revision())
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str):
+        job = tracker.job(job_id)
+        job.cancel()
+        job.wait(30)
+        return job.to_dict(ws.project.revision())
+
+
+def register_label_routes(app: FastAPI, ws: Workspace) -> None:
+    """The label manager: list, add, rename / recolor, merge, delete."""
+
+    @app.get("/api/labels")
+    def get_labels():
+        counts = ws.project.label_counts()
+        return [_label_json(ws, lab, counts) for lab in ws.project.labels()]
+
+    @app.post("/api/labels")
+    async def add_label(request: Request):
+        data = await read_json(request)
+        return _label_json(ws, ws.project.add_label(_name(data.get("name")), data.get("color")))
+
+    @app.patch("/api/labels/{lid}")
+    async def patch_label(lid: int, request: Request):
+        data = await read_json(request)
+        ws.project.label(lid)
+        with ws.project.transaction():
+            if "name" in data:
+                existing = ws.project.label_by_name(_name(data["name"]))
+                if existing is not None and existing.id != lid:
+                    raise Conflict(f"a label named {existing.name!r} exists: merge into it instead")
+                ws.project.rename_label(lid, _name(data["name"]))
+            if "color" in data:
+                ws.project.recolor_label(lid, data["color"])
+        return _label_json(ws, ws.project.label(lid))
+
+    @app.post("/api/labels/{lid}/merge")
+    async def merge_label(lid: int, request: Request):
+        into = _int(await read_json(request), "into")
+        if into == lid:
+            raise StudioError("cannot merge a label into itself")
+        return _label_json(ws, ws.project.merge_labels(lid, into))
+
+    @app.delete("/api/labels/{lid}")
+    def delete_label(lid: int):
+        ws.project.label(lid)
+        if ws.project.label_counts().get(lid, 0):
+            raise Conflict("the label is used by objects: merge it into another label or relabel them first")
+        ws.project.delete_label(lid)
+        return {"deleted": lid}
+
+
+def _label_json(ws: Workspace, lab, counts=None) -> dict:
+    counts = ws.project.label_counts() if counts is None else counts
+    return {"id": lab.id, "name": lab.name, "color": lab.color, "count": counts.get(lab.id, 0)}
+
+
+def _int(data: dict, key: str, required: bool = True) -> int | None:
+    v = data.get(key)
+    if v is None and not required:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise StudioError(f"{key!r} must be an integer, got {v!r}")
+    return v
+
+
+def _name(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise StudioError("a label name must be a non-empty string")
+    return value.strip()
+
+
+async def threaded(fn, *args, **kwargs):
+    """Run model work in a worker thread so the event loop keeps serving frames and job status."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)
