@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import sys
 import weakref
 
 import pytest
@@ -66,6 +67,7 @@ def test_bad_options_stop_before_any_work(track_data, tmp_path, capsys, no_model
 
 
 def test_an_unreachable_ray_address_is_one_clear_line(track_data, tmp_path, capsys, no_model, monkeypatch):
+    pytest.importorskip("ray.data")
     port = _closed_port()
     rc, _, err = run(capsys, *_track(track_data, tmp_path / "out", f"--ray=127.0.0.1:{port}"))
     assert rc == 2 and err.count("\n") == 1
@@ -73,6 +75,14 @@ def test_an_unreachable_ray_address_is_one_clear_line(track_data, tmp_path, caps
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # --ray alone joins RAY_ADDRESS
     rc, _, err = run(capsys, *_track(track_data, tmp_path / "out", "--ray"))
     assert rc == 2 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_not_installed_is_one_line_with_the_fix(track_data, tmp_path, capsys, no_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    rc, _, err = run(capsys, *_track(track_data, tmp_path / "out", "--ray"))
+    assert rc == 2 and err.count("\n") == 1
+    assert "running on Ray needs Ray Data: pip install 'masklet[ray]'" in err
     assert not (tmp_path / "out").exists()
 
 
