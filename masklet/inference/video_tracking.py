@@ -108,8 +108,9 @@ class TrackingCore:
         """Decode an object's prompts on a frame (its points, or a mask) and stage the output.
 
         On a frame not tracked yet (or with nothing in memory yet) the prompt is decoded without
-        memory and becomes a prompted (conditioning) frame; on a tracked frame it is a correction that sees the object's memory,
-        prompted too with ``corrections_as_cond`` or else an ordinary tracked frame. Clicks refine
+        memory and becomes a prompted (conditioning) frame; on a tracked frame it is a correction
+        that sees the object's memory, prompted too with ``corrections_as_cond`` or else an
+        ordinary tracked frame. Clicks refine
         the frame's newest output (its logits as mask input). Returns whether the output is prompted.
         """
         memories = None
