@@ -93,21 +93,13 @@ def add_model_args(p: argparse.ArgumentParser, image_size_help: str | None = Non
     )
 
 
-def dtype_name(dtype) -> str:
-    """``torch.bfloat16`` -> ``"bfloat16"``: the one spelling of a dtype in every JSON masklet writes."""
-    return str(dtype).removeprefix("torch.")
-
-
 def run_meta(model, weights: str) -> dict:
     """What every JSON output records about the run: the preset, the weights ('official',
-    'checkpoint:PATH' or 'random': masks from random weights are meaningless) and the precision of the
-    heavy modules (``--dtype``), with ``encoder_dtype`` when the image encoder runs in another one
-    (``--encoder-dtype``). Dtypes are spelt ``float32`` / ``bfloat16``."""
-    heavy = next((p.dtype for p in model.memory_attention.parameters()), model.dtype)
-    meta = {"model": model.cfg.name, "weights": weights, "dtype": dtype_name(heavy)}
-    if model.dtype != heavy:
-        meta["encoder_dtype"] = dtype_name(model.dtype)
-    return meta
+    'checkpoint:PATH' or 'random': masks from random weights are meaningless) and the precision
+    (:func:`masklet.runtime.precision_meta`: ``float32`` / ``bfloat16``)."""
+    from ..runtime import precision_meta
+
+    return {"model": model.cfg.name, "weights": weights, **precision_meta(model)}
 
 
 def check_out_dir(out: Path) -> None:
