@@ -17,9 +17,10 @@ from PIL import Image
 
 from masklet import cli
 from masklet.checkpoints import build_model
-from masklet.cli.common import dtype_name, run_meta
+from masklet.cli.common import run_meta
 from masklet.inference.image import ImagePredictor
 from masklet.inference.prompts import PromptError
+from masklet.runtime import dtype_name
 from tests.cli_support import CLIP_H, CLIP_W, FAST, refuse_model_loading, run, synthetic_frames, write_clip
 from tests.test_cli import offline  # noqa: F401  (autouse: empty cache, unreachable download base)
 
