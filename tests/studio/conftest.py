@@ -61,6 +61,26 @@ def image_folder(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture
+def video(tmp_path, clip_folder, studio_checkpoint):
+    """(TestClient, Workspace) of an in-process studio on the clip (studio_support.open_app)."""
+    from .studio_support import close_app, open_app
+
+    client, ws = open_app(tmp_path / "project", [clip_folder], studio_checkpoint)
+    yield client, ws
+    close_app(client, ws)
+
+
+@pytest.fixture
+def images(tmp_path, image_folder, studio_checkpoint):
+    """(TestClient, Workspace) of an in-process studio on the image folder."""
+    from .studio_support import close_app, open_app
+
+    client, ws = open_app(tmp_path / "project", [image_folder], studio_checkpoint)
+    yield client, ws
+    close_app(client, ws)
+
+
 @dataclass
 class StudioProcess:
     url: str  # "http://127.0.0.1:PORT/" (no token)
@@ -85,19 +105,23 @@ class StudioProcess:
 
 @pytest.fixture
 def start_studio(studio_checkpoint, tmp_path):
-    """Factory: start_studio(paths, project=None, host="127.0.0.1", extra=()) -> StudioProcess.
+    """Factory: start_studio(paths, project=None, host="127.0.0.1", extra=(), random_weights=False)
+    -> StudioProcess.
 
-    Runs ``python -m masklet.cli studio PATHS --project DIR --checkpoint CKPT --port 0`` in a
-    subprocess and waits for its "masklet studio running at URL" line. Every process is stopped at the
-    end of the test.
+    Runs ``python -m masklet.cli studio PATHS --project DIR --checkpoint CKPT --port 0`` (or
+    ``--random-weights`` instead of the checkpoint) in a subprocess and waits for its "masklet studio
+    running at URL" line. Every process is stopped at the end of the test.
     """
     procs: list[StudioProcess] = []
 
-    def start(paths, project: Path | None = None, host: str = "127.0.0.1", extra=(), timeout=120.0):
+    def start(
+        paths, project: Path | None = None, host="127.0.0.1", extra=(), timeout=120.0, random_weights=False
+    ):
         project = project or tmp_path / "project"
         log = tmp_path / f"studio-{len(procs)}.log"
         cmd = [sys.executable, "-m", "masklet.cli", "studio", *map(str, paths), "--project", str(project)]
-        cmd += ["--checkpoint", str(studio_checkpoint), "--image-size", str(STUDIO_IMAGE_SIZE)]
+        weights = ["--random-weights"] if random_weights else ["--checkpoint", str(studio_checkpoint)]
+        cmd += [*weights, "--image-size", str(STUDIO_IMAGE_SIZE)]
         cmd += ["--dtype", "fp32", "--device", "cpu", "--host", host, "--port", "0", *extra]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         fh = open(log, "w")

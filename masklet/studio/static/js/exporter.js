@@ -1,4 +1,5 @@
-// The export menu: pick a format and a scope, POST /api/export, offer the zip download.
+// The export menu: pick a format and a scope, POST /api/export, offer the zip download. Exports hold
+// the annotated frames unless "All frames" is checked.
 
 import { api, withToken } from "./api.js";
 import { $, el, showError } from "./ui.js";
@@ -56,7 +57,8 @@ export class ExportMenu {
   async run(format) {
     const media = this.getMedia();
     const onlyThis = $("#export-scope-media", this.menu).checked && media;
-    const body = { format: format.id, media_ids: onlyThis ? [media.id] : null };
+    const allFrames = $("#export-all-frames", this.menu).checked;
+    const body = { format: format.id, media_ids: onlyThis ? [media.id] : null, all_frames: allFrames };
     this.menu.classList.add("working");
     try {
       const res = await api.post("/api/export", body);
@@ -70,6 +72,7 @@ export class ExportMenu {
 
   showResult(format, res) {
     const count = res.files ? res.files.length : 0;
+    const frames = `${res.frames} frame${res.frames === 1 ? "" : "s"}`;
     const link = el(
       "a.button.primary.export-download",
       { href: withToken(res.download), download: `${res.name}.zip` },
@@ -77,7 +80,7 @@ export class ExportMenu {
     );
     this.result.hidden = false;
     this.result.replaceChildren(
-      el("div.export-title", {}, `${format.name}: ${count} file${count === 1 ? "" : "s"} written`),
+      el("div.export-title", {}, `${format.name}: ${count} file${count === 1 ? "" : "s"} written (${frames})`),
       el("code.export-path", { title: res.path }, res.path),
       link,
     );
