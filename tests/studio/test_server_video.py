@@ -125,10 +125,12 @@ def test_cancel_keeps_finished_frames_and_blocks_edits(video):
     if running:  # edits of a tracking video are refused with what to do
         assert blocked.status_code == 409 and "tracking" in blocked.json()["error"]
         assert client.post("/api/media/1/track", json={"frame": 0}).status_code == 409
-    job = client.post(f"/api/jobs/{job_id}/cancel").json()  # answers at once; the job stops soon after
-    assert job["state"] in ("running", "done") and job["cancelling"] == (job["state"] == "running")
+    # the answer comes at once; the job stops at its next frame, which may come before the answer
+    job = client.post(f"/api/jobs/{job_id}/cancel").json()
+    assert job["state"] in ("running", "done", "cancelled")
+    assert job["cancelling"] == (job["state"] == "running")
     end = wait_job(client, job_id)
-    assert end["state"] == ("cancelled" if job["state"] == "running" else "done") and not end["cancelling"]
+    assert end["state"] == ("done" if job["state"] == "done" else "cancelled") and not end["cancelling"]
     assert len(ws.project.coverage(1).get(oid, [])) >= end["done"]
 
 
