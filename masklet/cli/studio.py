@@ -2,12 +2,15 @@
 
     masklet studio clip.mp4 photos/ [--project DIR] [--host 127.0.0.1] [--port 8000]
                                     [--model NAME | --checkpoint PATH]
+    masklet studio VIDEOS --import OUT       review a `masklet batch track` run (VIDEOS: its videos)
 
-Paths are video files, frame folders, image folders, single images, or a project folder (one holding
-project.db). The project (default: ``<first path>.masklet`` beside the first path) keeps every prompt,
-object, label and mask; reopening it restores the work; a start that fails (a port in use, a missing
-checkpoint) leaves no new project behind. Image files of a folder that cannot be read are skipped with a
-warning (printed and shown in the app). Binding anything but loopback prints a token that every request
+Paths are video files, frame folders, image folders, single images, folders of videos (each video
+file and frame folder in it), or a project folder (one holding project.db). The project (default:
+``<first path>.masklet`` beside the first path) keeps every prompt, object, label and mask; reopening it
+restores the work; a start that fails (a port in use, a missing checkpoint) leaves no new project
+behind. Image files of a folder that cannot be read are skipped with a warning (printed and shown in
+the app). ``--import OUT`` adds a batch track run's masks as machine-made objects (once per project;
+see masklet/studio/batch_import.py). Binding anything but loopback prints a token that every request
 needs.
 """
 
@@ -51,6 +54,13 @@ def add_studio_parser(sub) -> None:
         default=3,
         help="frames after the one on screen to encode while the model is idle (default 3; 0: off)",
     )
+    st.add_argument(
+        "--import",
+        dest="import_out",
+        type=Path,
+        metavar="OUT",
+        help="load the masks of a `masklet batch track` run (its --out folder) as machine-made objects",
+    )
     add_model_args(st)
 
 
@@ -75,7 +85,7 @@ def _project_folder(args) -> Path:
 
 
 def cmd_studio(args) -> int:
-    from ..studio.media import MediaError, inspect_path
+    from ..studio.media import MediaError, inspect_paths
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be 0..65535, got {args.port}")
@@ -93,11 +103,12 @@ def cmd_studio(args) -> int:
                 f"{p} is a masklet project: open it alone (masklet studio {p}) or with --project {p}"
             )
         try:
-            specs.append(inspect_path(p, args.kind))
+            specs.extend(inspect_paths(p, args.kind))
         except MediaError as exc:
             raise CLIError(str(exc)) from None
     if not specs and not (folder / PROJECT_FILE).is_file():
         raise CLIError(f"the project {folder} has no media yet: give a video or an image folder to open")
+    batch = _check_import(args, specs)
     warnings = [w for w in (spec.warning() for spec in specs) if w]
     for text in warnings:
         print(f"masklet studio: warning: {text}", file=sys.stderr)
@@ -110,6 +121,8 @@ def cmd_studio(args) -> int:
             project = _open_project(folder, specs, args.fps)
             try:
                 ws, app = _make_app(args, project, model, weights, warnings)
+                if batch is not None:
+                    _import_batch(ws, args.import_out)
             except BaseException:
                 project.close()
                 raise
@@ -120,6 +133,45 @@ def cmd_studio(args) -> int:
             project.close()
     finally:
         sock.close()
+
+
+def _check_import(args, specs):
+    """The scanned batch output of ``--import`` (None without it), checked against the videos given
+    before any model loads (a reopened project's videos are checked when importing)."""
+    if args.import_out is None:
+        return None
+    from ..studio.batch_import import check_batch_output, scan_batch_output
+    from ..studio.errors import StudioError
+
+    try:
+        found = scan_batch_output(args.import_out)
+        videos = [(s.name, s.num_frames, s.width, s.height) for s in specs if s.kind == "video"]
+        if videos:
+            check_batch_output(found, videos, args.import_out)
+    except StudioError as exc:
+        raise CLIError(f"--import: {exc}") from None
+    return found
+
+
+def _import_batch(ws, out: Path) -> None:
+    from ..studio.batch_import import import_batch
+    from ..studio.errors import StudioError
+
+    try:
+        done = import_batch(ws, out, skip_imported=True)
+    except StudioError as exc:
+        raise CLIError(f"--import: {exc}") from None
+    if done["already"]:
+        print(f"masklet studio: {out} was imported before into {', '.join(done['already'])}: kept as is")
+    if done["videos"]:
+        print(
+            f"masklet studio: imported {done['objects']} machine-made object(s) with {done['masks']} masks "
+            f"from {out} into {', '.join(done['videos'])}"
+        )
+    if done["left_out"]:
+        text = f"{out}: the project has no video named {', '.join(done['left_out'])}; those are left out"
+        print(f"masklet studio: warning: {text}", file=sys.stderr)
+        ws.warnings.append(text)
 
 
 def _listen(args) -> socket.socket:
@@ -210,6 +262,8 @@ def _make_app(args, project, model, weights: str, warnings: list[str]):
     )
     ws.warnings.extend(warnings)
     roots = [Path(m.source) for m in project.media()]
+    if args.import_out is not None:
+        roots.append(args.import_out.expanduser().resolve())
     app = create_app(ws, ServerOptions(token, roots, args.max_upload_mb * 2**20))
     app.state.token = token
     return ws, app

@@ -4,7 +4,7 @@ Exports are written under ``<project>/exports/<format>-<timestamp>/`` and offere
 annotated frames unless every frame is asked for (see :mod:`.transfer`; the overlay video always shows
 every frame). Imports read
 a server path (inside the opened folders or the project, after resolving symlinks) or an uploaded body
-(size-limited).
+(size-limited); format "batch" reads the output folder of ``masklet batch track`` (:mod:`.batch_import`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from .batch_import import import_batch
 from .engine import Workspace
 from .errors import Conflict, NotFound, StudioError, TooLarge
 from .guards import is_inside, read_json
 from .transfer import import_set, project_to_set
 
 EXPORT_FORMATS = ("coco", "coco_polygon", "yolo_seg", "yolo_det", "labelme", "mot", "png", "mp4")
-IMPORT_FORMATS = ("coco", "yolo", "labelme")
+IMPORT_FORMATS = ("coco", "yolo", "labelme", "batch")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -96,6 +97,8 @@ def import_file(ws: Workspace, fmt: str, path: Path, shown: str | None = None) -
         raise StudioError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
     if not path.exists():
         raise StudioError(f"{path} does not exist")
+    if fmt == "batch":  # a batch track run's output folder: machine-made masks (see batch_import)
+        return import_batch(ws, path)
     try:
         if fmt == "coco":
             aset = formats.import_coco(path)
@@ -146,7 +149,11 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
         if not is_inside(path, roots):
             raise StudioError(
                 "import paths must be inside the opened folders or the project folder; "
-                "upload the file instead (POST /api/import/upload)"
+                + (
+                    "start masklet studio with --import OUT to open a batch run's folder elsewhere"
+                    if data.get("format") == "batch"
+                    else "upload the file instead (POST /api/import/upload)"
+                )
             )
         if ws.busy():
             raise Conflict("a job (tracking, segment everything) runs: wait for it or cancel it, then import")

@@ -143,6 +143,23 @@ def inspect_path(path: str | os.PathLike, kind: str | None = None) -> MediaSpec:
     return _image_set(p, p.name, files)
 
 
+def inspect_paths(path: str | os.PathLike, kind: str | None = None) -> list[MediaSpec]:
+    """The MediaSpecs of a path: one, as :func:`inspect_path` gives it, or, for a folder without images
+    of its own that holds videos (video files and/or frame folders, as ``masklet batch`` reads a
+    dataset), one per video, sorted by name (hidden entries skipped)."""
+    p = Path(path).expanduser()
+    if not p.is_dir() or kind == "images" or _image_files(p):
+        return [inspect_path(p, kind)]
+    entries = [
+        e
+        for e in sorted(p.iterdir(), key=lambda e: natural_key(e.name))
+        if not e.name.startswith(".") and (e.is_dir() or e.suffix.lower() in VIDEO_SUFFIXES)
+    ]
+    if not entries:
+        return [inspect_path(p, kind)]  # says what a folder must hold
+    return [inspect_path(e, "video") for e in entries]
+
+
 class MediaReader:
     """Frames of one media by index as (H, W, 3) uint8 RGB, and as JPEG bytes for the browser.
 

@@ -160,7 +160,7 @@ def register_object_routes(app: FastAPI, ws: Workspace) -> None:
 
 def register_job_routes(app: FastAPI, ws: Workspace, board: JobBoard) -> None:
     """Start tracking and segment everything; list, read and cancel jobs."""
-    tracker = Tracker(ws, board)
+    tracker = app.state.tracker = Tracker(ws, board)
 
     @app.post("/api/media/{mid}/track")
     async def track(mid: int, request: Request):

@@ -7,6 +7,11 @@ the process dying -- keeps every frame already counted. A cancel takes effect wi
 frame being computed when it comes is not stored and no other frame is started. Frames where an object
 has prompts or imported masks keep those; frames after an object's end (deleted from a frame on) get
 nothing for it.
+
+What a pass may overwrite: masks made by a model (tracked before, or a batch run's pre-labels of
+source "machine"); prompted frames and imported labels are a person's and stay. Re-tracking an
+imported object from a correction first remembers the batch run's masks on the frames the correction
+attends to (``Tracker.imported_memory``), as if this studio had tracked them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from .engine import Workspace
 from .errors import Conflict, StudioError
 from .jobs import Cancelled, Job, JobBoard
+from .store_records import MACHINE_SOURCES
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -90,11 +96,17 @@ def pass_length(num_frames: int, start: int, reverse: bool, frames: int | None) 
 
 
 class Tracker:
-    """Starts the tracking jobs of a workspace (one running job per media) on its job board."""
+    """Starts the tracking jobs of a workspace (one running job per media) on its job board.
 
-    def __init__(self, ws: Workspace, board: JobBoard) -> None:
+    ``imported_memory``: a pass first remembers the uncorrected machine masks of a batch run (source
+    "machine") on the frames its start frame attends to, so a correction re-tracks with them as memory
+    (off: the pass remembers only what this studio tracked).
+    """
+
+    def __init__(self, ws: Workspace, board: JobBoard, imported_memory: bool = True) -> None:
         self.ws = ws
         self.board = board
+        self.imported_memory = imported_memory
 
     def start(
         self,
@@ -160,6 +172,22 @@ class Tracker:
                 raise Cancelled
         self.ws.dirty.difference_update(job.object_ids)
 
+    def _remember_imported(self, session, infos, job: TrackJob, reverse: bool) -> None:
+        """Put the machine masks of a batch run on the recent frames before the start (in the tracking
+        direction: the num_maskmem - 1 frames whose memories the start frame reads) into the session's
+        memory. A corrected frame holds a prompt instead of a machine mask, so only uncorrected ones
+        are remembered."""
+        ws, start = self.ws, job.start
+        reach = ws.video.bank.stride * (ws.video.bank.num_maskmem - 1)  # the recent memories' frames
+        window = set(range(start + 1, start + reach + 1) if reverse else range(start - reach, start))
+        chosen = set(job.object_ids)
+        for i in infos:
+            if job.cancel_event.is_set():  # each frame encodes its image: a cancel stops here too
+                return
+            if i.source == "machine" and i.object_id in chosen and i.frame in window:
+                mask = ws.project.mask(i.object_id, i.frame)
+                ws.video.add_mask_memory(session, i.frame, i.object_id, mask, reverse=reverse)
+
     def _pass(self, job: TrackJob, reverse: bool) -> bool:
         """One direction; False when cancelled."""
         ws, project = self.ws, self.ws.project
@@ -173,9 +201,11 @@ class Tracker:
             # a view of the session with only the chosen objects (the same ObjectTracks: their results
             # land in the session); objects are tracked independently, so the others are untouched
             sub = s.subset(job.object_ids)
-            keep = {
-                (i.object_id, i.frame) for i in project.all_mask_infos(job.media_id) if i.source != "track"
-            }
+            infos = project.all_mask_infos(job.media_id)
+            # a person's masks stay; machine-made ones (tracked here, a batch run's) are replaced
+            keep = {(i.object_id, i.frame) for i in infos if i.source not in MACHINE_SOURCES}
+            if self.imported_memory:
+                self._remember_imported(sub, infos, job, reverse)
             for oid in job.object_ids:
                 keep.update((oid, t) for t in project.prompts(oid))
             ends = {o.id: o.end_frame for o in project.objects(job.media_id) if o.end_frame is not None}

@@ -140,12 +140,17 @@ def timeline(ws: Workspace, media_id: int) -> dict:
     m = ws.media(media_id)
     styles = object_styles(ws, media_id)
     cover = ws.project.coverage(media_id)
+    machine: dict[int, list[int]] = {}  # frames whose mask a model made and no person confirmed
+    for info in ws.project.all_mask_infos(media_id):
+        if info.source == "machine" and info.area > 0:
+            machine.setdefault(info.object_id, []).append(info.frame)
     objects = []
     for oid, st in sorted(styles.items(), key=lambda kv: kv[1]["track_id"]):
         objects.append(
             {
                 **{k: st[k] for k in ("id", "track_id", "label", "color", "status")},
                 "runs": _runs(cover.get(oid, [])),
+                "machine": _runs(sorted(machine.get(oid, []))),
                 "prompted": sorted(ws.project.prompts(oid)),
             }
         )

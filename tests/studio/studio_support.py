@@ -30,7 +30,13 @@ def small_model(checkpoint: Path):
 
 
 def open_app(
-    project_dir: Path, paths, checkpoint: Path, prefetch: int = 0, random_weights: bool = False, **options
+    project_dir: Path,
+    paths,
+    checkpoint: Path,
+    prefetch: int = 0,
+    random_weights: bool = False,
+    more_roots=(),
+    **options,
 ) -> tuple[TestClient, Workspace]:
     """A TestClient over a studio app on ``paths`` (videos/folders) in ``project_dir``. Encoding ahead
     is off unless ``prefetch`` asks for it (its background work would only slow the other tests)."""
@@ -40,7 +46,7 @@ def open_app(
         frames = list(s.frames) if s.frames else None
         project.add_media(s.kind, str(s.source), s.name, s.num_frames, s.width, s.height, s.fps, frames)
     ws = Workspace(project, small_model(checkpoint), prefetch=prefetch, random_weights=random_weights)
-    roots = [Path(m.source) for m in project.media()]
+    roots = [Path(m.source) for m in project.media()] + [Path(r).resolve() for r in more_roots]
     app = create_app(ws, ServerOptions(roots=roots, **options))
     return TestClient(app), ws
 
