@@ -20,9 +20,10 @@ from masklet.batch.track import TrackJob
 from masklet.io.masks import decode_rle
 from masklet.studio.batch_import import import_batch
 from masklet.studio.errors import StudioError
+from tests.cli_support import refuse_model_loading, run
 
 from .conftest import CLIP_FRAMES, CLIP_H, CLIP_W
-from .studio_support import close_app, open_app, point, prompt, track
+from .studio_support import close_app, open_app, point, prompt, small_model, track
 
 CORRECTED, TRACKED, HUMAN = 6, (7, 8), 9  # re-tracked from 6 over 3 frames: 7, 8 and the human 9
 
@@ -200,3 +201,47 @@ def test_bad_batch_folders_say_what_to_do(batch_run, tmp_path, studio_checkpoint
         assert r.status_code == 400 and "start masklet studio with --import OUT" in r.json()["error"]
     finally:
         close_app(client, ws)
+
+
+def test_cli_opens_the_videos_and_imports_the_run_once(
+    batch_run, tmp_path, capsys, monkeypatch, studio_checkpoint
+):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from masklet.cli import studio as studio_cli
+
+    videos, out = batch_run
+    seen = {}
+
+    def serve(self, sockets=None):  # instead of serving: what the browser would be shown
+        with TestClient(self.config.app) as client:
+            seen["media"] = [m["name"] for m in client.get("/api/project").json()["media"]]
+            seen["objects"] = client.get("/api/media/1/timeline").json()["objects"]
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    monkeypatch.setattr(studio_cli, "load_model", lambda *a, **k: (small_model(studio_checkpoint), "random"))
+    argv = ("studio", videos, "--import", out, "--project", tmp_path / "p", "--port", "0", "--prefetch", "0")
+    rc, printed, err = run(capsys, *argv)
+    assert rc == 0, err
+    assert f"imported 2 machine-made object(s) with 24 masks from {out} into clip" in printed
+    assert seen["media"] == ["clip"] and len(seen["objects"]) == 2  # the folder of videos opened its video
+    assert all(o["machine"] for o in seen["objects"])
+    rc, printed, err = run(capsys, *argv)  # the same command again reopens the project as it is
+    assert rc == 0 and f"{out} was imported before into clip: kept as is" in printed
+    assert len(seen["objects"]) == 2
+
+
+def test_cli_refuses_a_bad_import_before_loading_the_model(batch_run, tmp_path, capsys, monkeypatch):
+    refuse_model_loading(monkeypatch, "--import")
+    videos, out = batch_run
+    street = tmp_path / "videos"
+    shutil.copytree(videos / "clip", street / "street")
+    for paths, message in (
+        ((videos, "--import", videos), f"--import: {videos} is not the output of masklet batch track"),
+        ((street, "--import", out), "--import: the batch output "),
+        ((street, "--import", out), "holds the video(s) clip but the project's videos are street"),
+    ):
+        rc, _, err = run(capsys, "studio", *paths, "--project", tmp_path / "p", "--port", "0")
+        assert rc == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "p").exists()
