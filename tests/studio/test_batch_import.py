@@ -15,8 +15,6 @@ import shutil
 import numpy as np
 import pytest
 
-from masklet.batch import ModelSpec, RunOptions, run_job
-from masklet.batch.track import TrackJob
 from masklet.io.masks import decode_rle
 from masklet.studio.batch_import import import_batch
 from masklet.studio.errors import StudioError
@@ -26,27 +24,6 @@ from .conftest import CLIP_FRAMES, CLIP_H, CLIP_W
 from .studio_support import close_app, open_app, point, prompt, small_model, track
 
 CORRECTED, TRACKED, HUMAN = 6, (7, 8), 9  # re-tracked from 6 over 3 frames: 7, 8 and the human 9
-
-
-@pytest.fixture(scope="module")
-def batch_run(tmp_path_factory, clip_folder, studio_checkpoint):
-    """(videos folder holding the clip as "clip", the batch track output folder). The run uses the
-    studio's seeded random checkpoint (objects mostly present) at 128 px."""
-    root = tmp_path_factory.mktemp("batch_import")
-    videos = root / "videos"
-    shutil.copytree(clip_folder, videos / "clip")
-    manifest = root / "prompts.json"
-    records = [
-        {"video": "clip", "frame": 0, "object": 1, "points": [[80, 120]]},
-        {"video": "clip", "frame": 0, "object": 2, "box": [230, 40, 280, 90]},
-    ]
-    manifest.write_text(json.dumps(records))
-    out = root / "out"
-    options = RunOptions(threads_per_worker=1, progress=False)
-    model = ModelSpec("auto", str(studio_checkpoint), dtype="fp32", device="cpu", image_size=128)
-    summary = run_job(TrackJob(str(videos), str(manifest)), out, model, options)
-    assert summary.ok, summary.lines()
-    return videos, out
 
 
 def _imported(out) -> dict[int, dict[int, np.ndarray]]:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.studio.conftest import CLIP_FRAMES, ROOT
-from tests.studio.e2e_support import CHROMIUM, VIEWPORT, StudioPage, coco_json, covered, is_prompt_post
+from tests.studio.e2e_support import CHROMIUM, StudioPage, coco_json, covered, is_prompt_post
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the e2e tests need the playwright package")
 if not CHROMIUM.exists():
@@ -25,35 +25,6 @@ if not CHROMIUM.exists():
     )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def open_studio(browser):
-    """open_studio(studio_process) -> StudioPage in a fresh 1440x900 context; no uncaught page errors."""
-    pages: list[StudioPage] = []
-    contexts = []
-
-    def open_(sp) -> StudioPage:
-        ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-        ctx.set_default_timeout(30_000)
-        contexts.append(ctx)
-        sp_page = StudioPage(ctx.new_page(), sp.url)
-        pages.append(sp_page)
-        return sp_page
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
-    for p in pages:
-        assert not p.errors, f"uncaught errors in the page: {p.errors}"
 
 
 def _object(fs: dict, track_id: int) -> dict | None:

@@ -4,7 +4,7 @@
 import { api, preload, urls } from "./js/api.js";
 import { bindControls, runAction } from "./js/controls.js";
 import { EverythingOptions } from "./js/everything.js";
-import { ExportMenu } from "./js/exporter.js";
+import { ExportMenu, ImportMenu } from "./js/exporter.js";
 import { bindShortcuts, renderHelp } from "./js/keys.js";
 import { LabelManager } from "./js/labels.js";
 import { ObjectActions } from "./js/objects.js";
@@ -54,6 +54,9 @@ class Studio {
     );
     this.labelManager = new LabelManager($("#labels-dialog"), (labels) => this.labelsChanged(labels));
     this.exportMenu = new ExportMenu($("#btn-export"), $("#export-menu"), () => this.media);
+    this.importMenu = new ImportMenu($("#btn-import"), $("#import-menu"), () =>
+      this.reloadLabels().then(() => this.labelsChanged(this.labels)),
+    );
     bindControls(this);
     bindShortcuts(this);
     renderHelp($("#help-body"));

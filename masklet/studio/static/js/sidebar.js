@@ -62,12 +62,19 @@ function offFrameDetail(obj, isSelected) {
   return isSelected ? "not on this frame: click the image to add it here" : "not on this frame";
 }
 
+// Where a frame's mask came from: a person's (prompted, imported labels) or a model's, unconfirmed
+// (a re-track may replace those).
+const SOURCES = { prompt: "prompted", import: "imported label", track: "tracked", machine: "batch pre-label", auto: "segment everything" };
+const MACHINE_MADE = new Set(["track", "machine", "auto"]);
+
 function objectRow(obj, isSelected, isVideo, handlers) {
   const pending = obj.status === "pending";
   const name = obj.label || (pending ? "new object" : "unlabeled");
-  let detail = pending ? "pending · press F to finish" : obj.source || "";
+  const source = SOURCES[obj.source] || obj.source || "";
+  let detail = pending ? "pending · press F to finish" : source;
   if (obj.offFrame) detail = offFrameDetail(obj, isSelected);
-  else if (!pending && obj.area) detail = `${obj.source || "mask"} · ${formatArea(obj.area)}`;
+  else if (!pending && obj.area) detail = `${source || "mask"} · ${formatArea(obj.area)}`;
+  const machine = !obj.offFrame && MACHINE_MADE.has(obj.source);
   const stop = (fn) => (e) => {
     e.stopPropagation();
     fn(obj);
@@ -87,7 +94,7 @@ function objectRow(obj, isSelected, isVideo, handlers) {
   return el(
     `li.object-row${isSelected ? ".selected" : ""}${pending ? ".pending" : ""}${off}`,
     {
-      dataset: { objectId: obj.id, trackId: obj.track_id, status: obj.status, label: obj.label || "", offFrame: obj.offFrame || "" },
+      dataset: { objectId: obj.id, trackId: obj.track_id, status: obj.status, label: obj.label || "", offFrame: obj.offFrame || "", source: obj.source || "" },
       style: { "--obj-color": obj.color },
       tabIndex: 0,
       title: pending ? "Pending object" : "Click to select, double-click to rename",
@@ -98,7 +105,14 @@ function objectRow(obj, isSelected, isVideo, handlers) {
     el("span.obj-label", {}, name),
     el("span.obj-track", {}, `#${obj.track_id}`),
     el(`span.status-pill.${obj.status}`, {}, obj.status),
-    el("span.obj-detail", {}, detail),
+    el(
+      "span.obj-detail",
+      {},
+      machine
+        ? el("span.machine-tag", { title: "Made by a model, not confirmed here: a re-track may replace it. Click to correct it." }, "machine")
+        : null,
+      detail,
+    ),
     actions,
   );
 }
