@@ -125,10 +125,12 @@ def test_palette_pngs_alone_import_too(batch_run, tmp_path, studio_checkpoint):
     videos, out = batch_run
     pngs = tmp_path / "pngs"
     shutil.copytree(out / "clip", pngs / "clip")
+    shutil.copytree(out / "clip", pngs / "street")  # a video of the run the project does not hold
     client, ws = open_app(tmp_path / "p", [videos / "clip"], studio_checkpoint)
     try:
         done = import_batch(ws, pngs)
-        assert (done["videos"], done["masks"]) == (["clip"], done["objects"] * CLIP_FRAMES)
+        assert (done["videos"], done["left_out"]) == (["clip"], ["street"])
+        assert done["masks"] == done["objects"] * CLIP_FRAMES
         from masklet.io.masks import read_id_png
 
         id_map = read_id_png(pngs / "clip" / "00003.png")
