@@ -157,7 +157,10 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
             )
         if ws.busy():
             raise Conflict("a job (tracking, segment everything) runs: wait for it or cancel it, then import")
-        return import_file(ws, data.get("format"), path)
+        from starlette.concurrency import run_in_threadpool
+
+        # a batch run can hold many masks: read them off the event loop, which keeps serving frames
+        return await run_in_threadpool(import_file, ws, data.get("format"), path)
 
     @app.post("/api/import/upload")
     async def import_upload(request: Request, format: str = "coco"):
