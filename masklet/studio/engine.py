@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -331,34 +330,6 @@ class Workspace:
         self.project.delete_object(obj.id)
         for key in [k for k in self._history if k[0] == obj.id]:
             del self._history[key]
-
-    def everything(
-        self, media_id: int, frame: int, progress: Callable[[int, int], None] | None = None, **options
-    ) -> list[int]:
-        """Segment everything on an image; each mask becomes a done object labeled "object". Returns
-        their ids. ``progress(done, total)`` is called after each batch of points (it may raise to stop:
-        then nothing is stored); ``options`` are AutoMaskGenerator's."""
-        from ..inference.automask import AutoMaskGenerator
-
-        m = self.media(media_id)
-        if m.kind != "images":
-            raise StudioError("segment everything works on image sets; for a video, prompt objects instead")
-        self.frame_size(media_id, frame)
-        with self.lock:
-            gen = AutoMaskGenerator(self.model, **options)
-            records = gen.generate(self.reader(media_id).rgb(frame), progress=progress)
-            ids = []
-            with self.project.transaction():
-                items = []
-                for r in records:
-                    obj = self.project.new_object(media_id, frame)
-                    self.project.finish_object(obj.id, "object")
-                    items.append(
-                        (obj.id, frame, np.asarray(r["segmentation"], bool), "auto", r["predicted_iou"])
-                    )
-                    ids.append(obj.id)
-                self.project.put_masks(items)
-            return ids
 
     def close(self) -> None:
         self.prefetch.close()

@@ -8,7 +8,10 @@ kept mask becomes a finished object labeled "object".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .engine import Workspace
 from .errors import StudioError
@@ -78,6 +81,33 @@ def _run(ws: Workspace, job: EverythingJob) -> None:
         job.done = min(batches * POINTS_PER_BATCH, job.total)
 
     job.check()
-    job.object_ids = ws.everything(
-        job.media_id, job.frame, progress=progress, points_per_batch=POINTS_PER_BATCH, **job.options
+    job.object_ids = segment_everything(
+        ws, job.media_id, job.frame, progress=progress, points_per_batch=POINTS_PER_BATCH, **job.options
     )
+
+
+def segment_everything(
+    ws: Workspace, media_id: int, frame: int, progress: Callable[[int, int], None] | None = None, **options
+) -> list[int]:
+    """Segment everything on an image of ``ws``; each mask becomes a done object labeled "object". Returns
+    their ids. ``progress(done, total)`` is called after each batch of points (it may raise to stop:
+    then nothing is stored); ``options`` are AutoMaskGenerator's."""
+    from ..inference.automask import AutoMaskGenerator
+
+    m = ws.media(media_id)
+    if m.kind != "images":
+        raise StudioError("segment everything works on image sets; for a video, prompt objects instead")
+    ws.frame_size(media_id, frame)
+    with ws.lock:
+        gen = AutoMaskGenerator(ws.model, **options)
+        records = gen.generate(ws.reader(media_id).rgb(frame), progress=progress)
+        ids = []
+        with ws.project.transaction():
+            items = []
+            for r in records:
+                obj = ws.project.new_object(media_id, frame)
+                ws.project.finish_object(obj.id, "object")
+                items.append((obj.id, frame, np.asarray(r["segmentation"], bool), "auto", r["predicted_iou"]))
+                ids.append(obj.id)
+            ws.project.put_masks(items)
+        return ids

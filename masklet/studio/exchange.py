@@ -113,6 +113,28 @@ def import_file(ws: Workspace, fmt: str, path: Path, shown: str | None = None) -
     return import_set(ws, aset)
 
 
+def _import_path(ws: Workspace, opts, data: dict) -> Path:
+    """The server-side path of an import request, refused unless it lies inside the opened folders or
+    the project folder (relative paths are the project folder's)."""
+    raw = data.get("path")
+    if not isinstance(raw, str) or not raw:
+        raise StudioError("path must be the server-side path of the annotation file or folder")
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = ws.project.path / path
+    roots = [*opts.roots, ws.project.path]
+    if not is_inside(path, roots):
+        raise StudioError(
+            "import paths must be inside the opened folders or the project folder; "
+            + (
+                "start masklet studio with --import OUT to open a batch run's folder elsewhere"
+                if data.get("format") == "batch"
+                else "upload the file instead (POST /api/import/upload)"
+            )
+        )
+    return path
+
+
 def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
     @app.post("/api/export")
     async def export(request: Request):
@@ -139,22 +161,7 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
     @app.post("/api/import")
     async def import_path(request: Request):
         data = await read_json(request)
-        raw = data.get("path")
-        if not isinstance(raw, str) or not raw:
-            raise StudioError("path must be the server-side path of the annotation file or folder")
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = ws.project.path / path
-        roots = [*opts.roots, ws.project.path]
-        if not is_inside(path, roots):
-            raise StudioError(
-                "import paths must be inside the opened folders or the project folder; "
-                + (
-                    "start masklet studio with --import OUT to open a batch run's folder elsewhere"
-                    if data.get("format") == "batch"
-                    else "upload the file instead (POST /api/import/upload)"
-                )
-            )
+        path = _import_path(ws, opts, data)
         if ws.busy():
             raise Conflict("a job (tracking, segment everything) runs: wait for it or cancel it, then import")
         from starlette.concurrency import run_in_threadpool

@@ -28,6 +28,20 @@ __all__ = [
 ]
 
 
+def _check_settings(data: dict) -> None:
+    """A settings change (PATCH /api/settings), checked before anything is stored."""
+    unknown = set(data) - set(views.DEFAULT_SETTINGS)
+    if unknown:
+        raise StudioError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(views.DEFAULT_SETTINGS)}")
+    if "shape_mode" in data and data["shape_mode"] not in views.SHAPE_MODES:
+        raise StudioError(f"shape_mode must be one of {', '.join(views.SHAPE_MODES)}")
+    tol = data.get("polygon_tolerance", 1.0)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 50:
+        raise StudioError("polygon_tolerance must be a number of pixels between 0 and 50")
+    if "everything" in data:
+        check_options(data["everything"])
+
+
 def register_project_routes(app: FastAPI, ws: Workspace, board: JobBoard) -> None:
     """The project (media, labels, settings, model, running jobs), frames, overlays and the timeline."""
 
@@ -56,18 +70,7 @@ def register_project_routes(app: FastAPI, ws: Workspace, board: JobBoard) -> Non
     @app.patch("/api/settings")
     async def patch_settings(request: Request):
         data = await read_json(request)
-        unknown = set(data) - set(views.DEFAULT_SETTINGS)
-        if unknown:
-            raise StudioError(
-                f"unknown setting(s) {sorted(unknown)}; known: {sorted(views.DEFAULT_SETTINGS)}"
-            )
-        if "shape_mode" in data and data["shape_mode"] not in views.SHAPE_MODES:
-            raise StudioError(f"shape_mode must be one of {', '.join(views.SHAPE_MODES)}")
-        tol = data.get("polygon_tolerance", 1.0)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 50:
-            raise StudioError("polygon_tolerance must be a number of pixels between 0 and 50")
-        if "everything" in data:
-            check_options(data["everything"])
+        _check_settings(data)
         with ws.project.transaction():
             for k, v in data.items():
                 ws.project.set_setting(k, v)

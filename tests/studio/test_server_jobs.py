@@ -87,18 +87,18 @@ def test_segment_everything_counts_points_and_cancels_between_batches(images, mo
     monkeypatch.setattr(everything_module, "POINTS_PER_BATCH", 4)  # 16 points in 4 batches
     options = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     seen: list[int] = []
-    original = ws.everything
+    original = everything_module.segment_everything
 
-    def everything(media_id, frame, progress=None, **kwargs):
+    def everything(ws, media_id, frame, progress=None, **kwargs):
         def report(done, total):
             progress(done, total)
             seen.append(ws.jobs[media_id].done)
             if done == 2:  # cancelled after the second batch of points
                 ws.jobs[media_id].cancel()
 
-        return original(media_id, frame, progress=report, **kwargs)
+        return original(ws, media_id, frame, progress=report, **kwargs)
 
-    monkeypatch.setattr(ws, "everything", everything)
+    monkeypatch.setattr(everything_module, "segment_everything", everything)
     r = client.post("/api/media/1/frames/0/everything", json=options)
     job = wait_job(client, r.json()["id"])
     assert job["state"] == "cancelled" and (job["done"], job["total"], job["unit"]) == (8, 16, "points")
@@ -106,7 +106,7 @@ def test_segment_everything_counts_points_and_cancels_between_batches(images, mo
     assert ws.project.objects() == []  # nothing is kept from a cancelled run
     # the same run to the end counts every point, batch by batch
     seen.clear()
-    monkeypatch.setattr(ws, "everything", original)
+    monkeypatch.setattr(everything_module, "segment_everything", original)
     job = wait_job(client, client.post("/api/media/1/frames/0/everything", json=options).json()["id"])
     assert job["state"] == "done" and job["done"] == 16
     assert len(ws.project.objects()) == len(job["object_ids"]) > 0
