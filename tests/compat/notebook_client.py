@@ -70,6 +70,12 @@ def image_notebook(api, config: str, ckpt: str, device, truck: np.ndarray, groce
     return outs
 
 
+def shown(frame_idx: int, obj_ids, mask_logits) -> tuple:
+    """What a notebook cell shows of one prompt's result, taken when it returns (the official predictor
+    returns its live list of object ids, which later calls change)."""
+    return frame_idx, list(obj_ids), mask_logits
+
+
 def _propagate(predictor, state) -> dict:
     segments = {}
     for frame_idx, obj_ids, logits in predictor.propagate_in_video(state):
@@ -98,7 +104,7 @@ def video_notebook(api, config: str, ckpt: str, device, video_dir: Path, overrid
             labels=np.array(labels, np.int32),
             **kw,
         )
-        outs.append(res)
+        outs.append(shown(*res))
 
     click(0, 1, [[210, 350]], [1])
     click(0, 1, [[210, 350], [250, 220]], [1, 1])
@@ -107,7 +113,9 @@ def video_notebook(api, config: str, ckpt: str, device, video_dir: Path, overrid
     outs.append(_propagate(predictor, state))
     predictor.reset_state(state)
     box = scaled([300, 0, 500, 400], wh, probe)
-    outs.append(predictor.add_new_points_or_box(inference_state=state, frame_idx=0, obj_id=4, box=box))
+    outs.append(
+        shown(*predictor.add_new_points_or_box(inference_state=state, frame_idx=0, obj_id=4, box=box))
+    )
     click(0, 4, [[460, 60]], [1], box=box)
     outs.append(_propagate(predictor, state))
     predictor.reset_state(state)
