@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 
+from .batch import add_batch_parser, cmd_batch
 from .common import DEFAULT_MODEL, CLIError, load_model, one_line, user_errors
 from .demo import add_demo_parser, cmd_demo
 from .eval import add_eval_parser, cmd_eval
@@ -52,6 +53,7 @@ COMMANDS = {
     "studio": cmd_studio,
     "eval": cmd_eval,
     "train": cmd_train,
+    "batch": cmd_batch,
 }
 
 
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_studio_parser(sub)
     add_eval_parser(sub)
     add_train_parser(sub)
+    add_batch_parser(sub)
     return parser
 
 

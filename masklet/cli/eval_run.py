@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .batch import add_worker_args
 from .common import CLIError, add_model_args, load_model
 
 
@@ -31,6 +32,7 @@ def add_vos_parser(sub) -> None:
     p.add_argument("--split", default=None, help="split name or .txt list of videos (default: DAVIS val)")
     p.add_argument("--videos", default=None, help="comma-separated video names (default: the whole split)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_worker_args(p, resume=False)
     add_model_args(p)
 
 
@@ -74,19 +76,25 @@ def cmd_vos(args) -> int:
             )
     for v in videos or dataset.videos():
         dataset.image_paths(v)
-    model, weights = load_model(args)
-    predictor = VideoPredictor(model)
     pred_dir = args.out / "predictions"
-    with _bar("tracking", "video") as bar:
+    protocol = args.protocol or DEFAULT_PROTOCOL.get(args.layout, "davis")
+    # DAVIS 2017 scores only the objects of the first frame; SA-V / MOSE prompt late ones too
+    late = protocol != "davis"
+    if args.ray is not False or args.workers > 1:
+        model_name, weights = _run_distributed(args, videos, pred_dir, late)
+    else:
+        model, weights = load_model(args)
+        model_name = model.cfg.name
+        with _bar("tracking", "video") as bar:
 
-        def progress(done: int, total: int, video: str) -> None:
-            bar.total = total
-            bar.set_postfix_str(video, refresh=False)
-            bar.update(1)
+            def progress(done: int, total: int, video: str) -> None:
+                bar.total = total
+                bar.set_postfix_str(video, refresh=False)
+                bar.update(1)
 
-        protocol = args.protocol or DEFAULT_PROTOCOL.get(args.layout, "davis")
-        # DAVIS 2017 scores only the objects of the first frame; SA-V / MOSE prompt late ones too
-        run_vos(predictor, dataset, pred_dir, args.prompt, videos, progress, late_objects=protocol != "davis")
+            run_vos(
+                VideoPredictor(model), dataset, pred_dir, args.prompt, videos, progress, late_objects=late
+            )
     split = args.split
     if videos is not None:
         split = args.out / "videos.txt"
@@ -95,12 +103,35 @@ def cmd_vos(args) -> int:
     for note in report.warnings:
         print(f"note: {note}", file=sys.stderr)
     label = " [RANDOM WEIGHTS]" if weights == "random" else ""
-    print(f"model {model.cfg.name}{label}, prompt {args.prompt}, {len(report.videos)} videos")
+    print(f"model {model_name}{label}, prompt {args.prompt}, {len(report.videos)} videos")
     print(report.table())
     print(f"predictions: {pred_dir}")
     print(f"per-video results: {write_csv(report, args.out / 'scores.csv', 'video')}")
     print(f"per-object results: {write_csv(report, args.out / 'objects.csv', 'object')}")
     return 0
+
+
+def _run_distributed(args, videos, pred_dir: Path, late: bool) -> tuple[str, str]:
+    """Run the videos over the batch runner (Ray workers); returns (model name, weights label)."""
+    from ..batch import VosEvalJob
+    from ..presets import get_preset
+    from .batch import model_spec, run_batch, run_options
+
+    spec = model_spec(args)
+    job = VosEvalJob(
+        str(args.dataset),
+        args.layout,
+        args.split,
+        args.prompt,
+        late,
+        None if videos is None else tuple(videos),
+    )
+    summary = run_batch(job, pred_dir, spec, run_options(args, resume=False))
+    if not summary.ok:
+        failed = summary.failed + summary.failed_earlier
+        raise CLIError(f"{len(failed)} video(s) failed, e.g. {failed[0][0]}: {failed[0][1]}")
+    name = get_preset(spec.name).name if spec.name != "auto" else Path(spec.checkpoint or "").name
+    return name, spec.weights()
 
 
 def cmd_image(args) -> int:

@@ -25,7 +25,14 @@ def add_everything_parser(sub) -> None:
     ev = sub.add_parser("everything", help="segment everything in an image (automatic mask generation)")
     ev.add_argument("image", type=Path)
     ev.add_argument("--out", type=Path, required=True, help="output folder")
-    g = ev.add_argument_group("generator (defaults: the official SAM 2 settings)")
+    add_generator_args(ev)
+    ev.add_argument("--mask-pngs", action="store_true", help="also write one 0/255 PNG per mask")
+    add_model_args(ev)
+
+
+def add_generator_args(p) -> None:
+    """The automatic mask generator's settings (shared with ``masklet batch everything``)."""
+    g = p.add_argument_group("generator (defaults: the official SAM 2 settings)")
     g.add_argument("--points-per-side", type=int, default=32, help="grid of N x N point prompts (default 32)")
     g.add_argument("--points-per-batch", type=int, default=64, help="points decoded together (default 64)")
     g.add_argument("--pred-iou-thresh", type=float, default=0.8, help="minimum predicted IoU (default 0.8)")
@@ -53,11 +60,10 @@ def add_everything_parser(sub) -> None:
     )
     g.add_argument("--m2m", action="store_true", help="refine each mask once with its own logits")
     g.add_argument("--single-mask", action="store_true", help="one mask per point instead of three")
-    ev.add_argument("--mask-pngs", action="store_true", help="also write one 0/255 PNG per mask")
-    add_model_args(ev)
 
 
-def _generator_kwargs(args) -> dict:
+def generator_kwargs(args) -> dict:
+    """AutoMaskGenerator keyword arguments of the options of :func:`add_generator_args` (RLE output)."""
     return dict(
         points_per_side=args.points_per_side,
         points_per_batch=args.points_per_batch,
@@ -74,8 +80,9 @@ def _generator_kwargs(args) -> dict:
     )
 
 
-def _check_settings(kwargs: dict, image_hw: tuple[int, int]) -> None:
-    """Every setting a user can get wrong, before the model loads (same checks as the generator)."""
+def check_generator_settings(kwargs: dict, image_hw: tuple[int, int] | None = None) -> None:
+    """Every setting a user can get wrong, before the model loads (same checks as the generator);
+    with ``image_hw``, also that the crops fit the image."""
     from ..inference.automask_config import AutoMaskConfig
     from ..inference.automask_ops import crop_boxes
 
@@ -98,6 +105,8 @@ def _check_settings(kwargs: dict, image_hw: tuple[int, int]) -> None:
         for name, flag in flags.items():
             text = text.replace(name, flag)
         raise CLIError(text) from None
+    if image_hw is None:
+        return
     for x0, y0, x1, y1 in crop_boxes(image_hw, cfg.crop_n_layers, cfg.crop_overlap_ratio)[0]:
         if x1 - x0 < 1 or y1 - y0 < 1:
             raise CLIError(
@@ -114,8 +123,8 @@ def cmd_everything(args) -> int:
 
     check_out_dir(args.out)
     image = load_image(args.image)
-    kwargs = _generator_kwargs(args)
-    _check_settings(kwargs, image.shape[:2])
+    kwargs = generator_kwargs(args)
+    check_generator_settings(kwargs, image.shape[:2])
     model, weights = load_model(args)
     generator = AutoMaskGenerator(model, **kwargs)
     t0 = time.perf_counter()

@@ -140,17 +140,7 @@ class VideoPredictor(CorePredictor):
         """
         s = inference_state
         s.check_frame(frame_idx)
-        m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask) != 0)
-        size = self.image_size
-        if m.dim() != 2 or 0 in m.shape:
-            raise PromptError(
-                f"mask must be a 2-D (H, W) array (usually at the video resolution ({s.video_height}, "
-                f"{s.video_width})), got shape {tuple(m.shape)}"
-            )
-        m = m.to(self.device).float()[None, None]
-        if m.shape[-2:] != (size, size):
-            m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-            m = (m >= 0.5).float()
+        m = self._mask_prompt(s, mask)
         obj = s.object(obj_id)
         obj.set_mask(frame_idx, m)
         return self._prompted(s, obj, frame_idx, mask=m)
@@ -238,6 +228,28 @@ class VideoPredictor(CorePredictor):
         s.trim(self.state_budget_bytes, self.bank.window(frame_idx, reverse), around=frame_idx)
         return self._to_video(s, torch.cat([masks[i] for i in s.obj_ids]))
 
+    # ------------------------------------------------------------------ existing masks as memory
+    @torch.inference_mode()
+    def add_mask_memory(
+        self, inference_state: VideoSession, frame_idx: int, obj_id: int, mask, reverse: bool = False
+    ) -> None:
+        """Use an existing mask of an object on a frame (an earlier run's, a machine pre-label) as if
+        tracking had produced it: the frame becomes a tracked frame whose memory and object pointer
+        come from the mask, without becoming a prompt. Tracking from a nearby frame then remembers it,
+        and a click on that frame is a correction that sees the memory. A frame prompted for the
+        object keeps its prompt (the mask is ignored there).
+
+        mask: (H, W) bool/0-1 at the video resolution (or the model's S x S); ``reverse``: as if
+        reached tracking backward (what a later correction there refines from).
+        """
+        s = inference_state
+        s.check_frame(frame_idx)
+        m = self._mask_prompt(s, mask)
+        obj = s.object(obj_id)
+        if frame_idx in obj.prompted_frames():
+            return
+        self.core.remember(s, obj, frame_idx, m, reverse=reverse)
+
     # ------------------------------------------------------------------ editing
     @torch.inference_mode()
     def clear_all_prompts_in_frame(
@@ -273,6 +285,21 @@ class VideoPredictor(CorePredictor):
         return s.obj_ids, updated
 
     # ------------------------------------------------------------------ helpers
+    def _mask_prompt(self, s: VideoSession, mask) -> torch.Tensor:
+        """A 2-D (H, W) mask of any size -> (1, 1, S, S) float 0/1 on the device (:meth:`add_new_mask`)."""
+        m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask) != 0)
+        size = self.image_size
+        if m.dim() != 2 or 0 in m.shape:
+            raise PromptError(
+                f"mask must be a 2-D (H, W) array (usually at the video resolution ({s.video_height}, "
+                f"{s.video_width})), got shape {tuple(m.shape)}"
+            )
+        m = m.to(self.device).float()[None, None]
+        if m.shape[-2:] != (size, size):
+            m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            m = (m >= 0.5).float()
+        return m
+
     def _frame_output(self, s: VideoSession, frame_idx: int) -> torch.Tensor:
         """Every object's newest logits on a frame at the video resolution (as after a prompt there)."""
         return self._to_video(s, self.core.gather(s, frame_idx, is_cond=s.staged_cond_on(frame_idx)))

@@ -115,17 +115,20 @@ class TrackingCore:
     ) -> bool:
         """Decode an object's prompts on a frame (its points, or a mask) and stage the output.
 
-        On a frame not tracked yet the prompt is decoded without memory and becomes a prompted
-        (conditioning) frame; on a tracked frame it is a correction that sees the object's memory,
-        prompted too with ``corrections_as_cond`` or else an ordinary tracked frame. Clicks refine
+        On a frame not tracked yet (or with nothing in memory yet) the prompt is decoded without
+        memory and becomes a prompted (conditioning) frame; on a tracked frame it is a correction
+        that sees the object's memory, prompted too with ``corrections_as_cond`` or else an
+        ordinary tracked frame. Clicks refine
         the frame's newest output (its logits as mask input). Returns whether the output is prompted.
         """
-        initial = obj.is_initial(frame_idx)
-        cond = initial or corrections_as_cond
         memories = None
-        if not initial:
+        if not obj.is_initial(frame_idx):
             reverse = obj.tracked[frame_idx]
-            memories = [obj.select(self.bank, frame_idx, reverse=reverse, num_frames=s.num_frames)]
+            sel = obj.select(self.bank, frame_idx, reverse=reverse, num_frames=s.num_frames)
+            # frames given as memory (add_mask_memory) can be tracked without any memory to see yet
+            memories = [sel] if sel.memories else None
+        initial = memories is None
+        cond = initial or corrections_as_cond
         prev = None
         if points is not None:
             out = obj.latest(frame_idx, cond)
@@ -146,6 +149,17 @@ class TrackingCore:
 
         for obj in s.objects:
             obj.commit(memory_of, forget_radius=forget_radius)
+
+    def remember(
+        self, s: VideoSession, obj: ObjectTrack, frame_idx: int, mask: torch.Tensor, *, reverse: bool
+    ) -> None:
+        """Store a given (1, 1, S, S) binary mask as the object's tracked output on a frame, with the
+        memory and pointer a mask prompt there would give (not a prompt: it is not a conditioning frame)."""
+        f = self.features(s, frame_idx)
+        res = self.step(f, mask=mask).result
+        memory = self.step.prompt_memory(f, res.low_res_masks, res.object_score)
+        outs, _ = self._outputs(s, StepOutput(res, None, memory))
+        obj.store_tracked(frame_idx, outs[0], reverse=reverse)
 
     # ------------------------------------------------------------------ tracking
     def track(
