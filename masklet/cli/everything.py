@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, check_out_dir, load_model
-from .prompts import run_meta
+from .common import CLIError, add_model_args, check_out_dir, load_model, run_meta
 
 # Masks decoded at once while drawing the overlay (bounded memory on large images).
 _DRAW_CHUNK = 16
