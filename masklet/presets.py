@@ -121,7 +121,7 @@ class ModelConfig:
 
     @property
     def family(self) -> str:
-        """"sam2" (SAM 2 and 2.1), "edgetam" or "efficienttam": which boxes the model is made of."""
+        """ "sam2" (SAM 2 and 2.1), "edgetam" or "efficienttam": which boxes the model is made of."""
         if isinstance(self.trunk, RepViTConfig):
             return "edgetam"
         if isinstance(self.trunk, ViTConfig):

@@ -41,7 +41,12 @@ class PooledMemoryAttention(RoPEAttention):
         self.key_bias = key_bias
 
     def attend_rotated(
-        self, q: torch.Tensor, k: torch.Tensor, v_in: torch.Tensor, feat_size: tuple[int, int], num_exclude: int
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v_in: torch.Tensor,
+        feat_size: tuple[int, int],
+        num_exclude: int,
     ) -> torch.Tensor:
         h, w = feat_size
         n_spatial = k.shape[-2] - num_exclude
@@ -57,7 +62,7 @@ class PooledMemoryAttention(RoPEAttention):
         values = torch.cat([pv, v[..., n_spatial:, :]], dim=-2)
         bias = None
         if not self.key_bias:
-            bias = torch.zeros(keys.shape[-2], dtype=q.dtype, device=q.device)
-            bias[: pk.shape[-2]] = _LOG_POOL
+            bias = torch.zeros(1, 1, 1, keys.shape[-2], dtype=q.dtype, device=q.device)
+            bias[..., : pk.shape[-2]] = _LOG_POOL
         p = self.dropout_p if self.training else 0.0
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, dropout_p=p)

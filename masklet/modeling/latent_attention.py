@@ -33,7 +33,7 @@ class LatentRoPEAttention(RoPEAttention):
         if rem or n_mem < 0:
             raise ValueError(
                 f"{k.shape[-2]} memory keys minus {num_exclude} pointer tokens is not a whole number of "
-                f"compressed frames of {per_frame} tokens ({self.num_plain} latents + {self.grid}x{self.grid})"
+                f"compressed frames of {per_frame} tokens ({self.num_plain} + {self.grid}x{self.grid})"
             )
         b, heads, _, d = k.shape
         mem = k[..., :n_mem, :].unflatten(-2, (frames, per_frame))

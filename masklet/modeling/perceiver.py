@@ -28,7 +28,9 @@ from masklet.presets import PerceiverConfig
 def feed_forward(dim: int, mult: int) -> nn.Sequential:
     """Pre-norm MLP without biases: LayerNorm, Linear(dim, dim * mult), GELU, Linear back."""
     inner = dim * mult
-    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, inner, bias=False), nn.GELU(), nn.Linear(inner, dim, bias=False))
+    return nn.Sequential(
+        nn.LayerNorm(dim), nn.Linear(dim, inner, bias=False), nn.GELU(), nn.Linear(inner, dim, bias=False)
+    )
 
 
 class _HeadsMixin:
@@ -57,7 +59,9 @@ class LatentCrossAttention(_HeadsMixin, nn.Module):
         self.to_kv = nn.Linear(dim, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
-    def forward(self, latents: torch.Tensor, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, latents: torch.Tensor, x: torch.Tensor, pos: torch.Tensor | None = None
+    ) -> torch.Tensor:
         q = self._split(self.to_q(self.norm_latents(latents)))
         k, v = (self._split(t) for t in self.to_kv(self.norm_x(x)).chunk(2, dim=-1))
         if pos is not None:
@@ -95,7 +99,9 @@ class PerceiverLayer(nn.Module):
         self.self_attn = LatentSelfAttention(dim, dim_head, heads)
         self.self_ff = feed_forward(dim, ff_mult)
 
-    def forward(self, latents: torch.Tensor, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, latents: torch.Tensor, x: torch.Tensor, pos: torch.Tensor | None = None
+    ) -> torch.Tensor:
         latents = latents + self.attn(latents, x, pos)
         latents = latents + self.ff(latents)
         latents = latents + self.self_attn(latents)

@@ -179,7 +179,12 @@ class RoPEAttention(Attention):
         return self.rope.rotate(k, *feat_size, num_exclude, self.rope_k_repeat)
 
     def attend_rotated(
-        self, q: torch.Tensor, k: torch.Tensor, v_in: torch.Tensor, feat_size: tuple[int, int], num_exclude: int
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v_in: torch.Tensor,
+        feat_size: tuple[int, int],
+        num_exclude: int,
     ) -> torch.Tensor:
         """softmax(q k^T / sqrt(d)) v_proj(v_in): q, k rotated (B, heads, L, d), v_in (B, Lk, kv_in_dim)
         unprojected -> (B, heads, Lq, d)."""
