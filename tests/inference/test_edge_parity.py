@@ -4,8 +4,10 @@ The oracle runs in its own virtualenv (tests/setup_edge_oracles.sh; skipped with
 seeded random checkpoint itself, in the official format; masklet loads it strictly. Image: the prompt
 matrix of tests/inference/test_image_parity.py. Video: a scripted multi-object session (a click, a box
 and a mask prompted before tracking, since neither official predictor accepts a new object once
-tracking started; propagation, a refinement click, a reverse propagation; EdgeTAM also clears a frame's
-prompt and removes an object), the object-score head spread so that some frames are absent.
+tracking started; propagation, a reverse propagation; EdgeTAM also removes an object), the object-score
+head spread so that some frames are absent. Corrections on a tracked frame are left out: both official
+predictors predate SAM 2's per-object state (a corrected frame becomes a prompted frame of every
+object), while masklet keeps sam2 1.1.0's behaviour (tests/inference/test_video_parity.py).
 float32 logits max|diff|/std <= 1e-3, masks IoU >= 0.999. 512 px inputs keep CI cheap.
 """
 
@@ -25,13 +27,14 @@ from tests.inference.test_video_parity import Comparer, check_nontrivial, clip_f
 
 SIZE = 512
 FAMILY = {"edgetam": "edgetam", "efficienttam_ti": "efficienttam", "efficienttam_ti_1": "efficienttam"}
-# presence-logit shifts that leave most tracked frames present and some absent (measured on the oracle)
-SCORE = {"score_scale": 30.0, "score_shift": 2.0}
+# presence-logit shifts of these seeded weights that leave many tracked frames present and some absent
+# (measured on this script)
+SCORE_SHIFT = {"edgetam": 7.5, "efficienttam": -6.0}
 
 
 def _checkpoint(preset: str, ckpt_dir, kind: str = "image"):
-    score = SCORE if kind == "video" else {}
     name = family_job(preset, SIZE)
+    score = {"score_scale": 30.0, "score_shift": SCORE_SHIFT[name["family"]]} if kind == "video" else {}
     stem = f"{name['family']}-{name.get('size', '')}-{kind}"  # variants share one file of their size
     return oracle_checkpoint(preset, ckpt_dir / f"oracle-{stem}.pt", SIZE, **score)
 
@@ -79,7 +82,6 @@ def test_image_prompt_matrix_matches_oracle(preset, ckpt_dir, tmp_path):
 
 
 def _script(n: int, h: int, w: int, mask_path: str, full: bool) -> list[list]:
-    k = n // 2
     ops = [
         ["points", 0, 1, [[0.45 * w, 0.6 * h]], [1], True],
         ["box", 0, 2, [0.05 * w, 0.1 * h, 0.4 * w, 0.7 * h]]
@@ -87,17 +89,10 @@ def _script(n: int, h: int, w: int, mask_path: str, full: bool) -> list[list]:
         else ["points", 0, 2, [[0.2 * w, 0.3 * h]], [1], True],
         ["mask", 0, 3, mask_path],
         ["propagate", None, False],
-        ["points", k, 1, [[0.7 * w, 0.3 * h]], [0], False],
-        ["propagate", k, False],
         ["propagate", n - 2, True],
     ]
-    if full:  # the newer predictor API (EdgeTAM): clearing a frame, removing an object
-        ops += [
-            ["points", 1, 1, [[0.2 * w, 0.2 * h]], [1], True],
-            ["clear", 1, 1],
-            ["remove", 2],
-            ["propagate", None, False],
-        ]
+    if full:  # the newer predictor API (EdgeTAM): removing an object
+        ops += [["remove", 2], ["propagate", None, False]]
     return ops
 
 
@@ -123,7 +118,7 @@ def _run_ours(pred: VideoPredictor, state, op: str, args: list):
 def test_scripted_video_session_matches_oracle(preset, ckpt_dir, tmp_path):
     require_oracle(FAMILY[preset])
     torch.manual_seed(0)
-    n = 8
+    n = 6
     ckpt = _checkpoint(preset, ckpt_dir, "video")
     folder = clip_folder(tmp_path, n)
     ours = VideoPredictor(build_model(preset, ckpt, device="cpu", image_size=SIZE), fill_hole_area=0)
