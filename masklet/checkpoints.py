@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from masklet.checkpoint_layouts import efficient_family_preset, weight_layout
 from masklet.download import (
     DEFAULT_DOWNLOAD_BASE,
     OFFICIAL_CHECKPOINTS,
@@ -199,13 +200,17 @@ def _examples(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def infer_preset(state_dict: Mapping[str, torch.Tensor]) -> str:
+def infer_preset(state_dict: Mapping[str, torch.Tensor], file_name: str | None = None) -> str:
     """Name of the official preset whose architecture ``state_dict`` fits.
 
     Version from the 2.1-only keys; size from the trunk width (``pos_embed`` channels: 96 tiny/small,
-    112 base_plus, 144 large) and the number of trunk blocks (12 tiny, 16 small, 24, 48).
+    112 base_plus, 144 large) and the number of trunk blocks (12 tiny, 16 small, 24, 48). EdgeTAM and
+    EfficientTAM: see :mod:`masklet.checkpoint_layouts` (``file_name`` picks among same-layout files).
     """
     sd = _strip_wrapper_prefix(state_dict)
+    family = efficient_family_preset(sd, file_name)
+    if family is not None:
+        return family
     pos = sd.get(_POS_EMBED_KEY)
     if pos is None or pos.ndim != 4:
         hint = ""
@@ -214,15 +219,16 @@ def infer_preset(state_dict: Mapping[str, torch.Tensor]) -> str:
         raise CheckpointError(
             f"cannot tell which SAM 2 model this checkpoint is for: it has no 4-d {_POS_EMBED_KEY} "
             f"tensor ({len(sd)} keys, e.g. {_examples(sorted(sd), 3)}).{hint} Expected an official "
-            "SAM 2 / SAM 2.1 checkpoint or a fine-tune of one"
+            "SAM 2 / SAM 2.1, EdgeTAM or EfficientTAM checkpoint or a fine-tune of one"
         )
     width = pos.shape[1]
     blocks = len({k.split(".")[3] for k in sd if k.startswith("image_encoder.trunk.blocks.")})
     version = "2.1" if any(k in sd for k in _V2_1_KEYS) else "2.0"
-    for cfg in PRESETS.values():
+    hieras = [c for c in PRESETS.values() if c.hiera is not None]
+    for cfg in hieras:
         if (cfg.traits.version, cfg.hiera.embed_dim, sum(cfg.hiera.stages)) == (version, width, blocks):
             return cfg.name
-    known = "; ".join(f"{c.hiera.embed_dim}/{sum(c.hiera.stages)} {c.name}" for c in PRESETS.values())
+    known = "; ".join(f"{c.hiera.embed_dim}/{sum(c.hiera.stages)} {c.name}" for c in hieras)
     raise CheckpointError(
         f"this SAM {version} checkpoint matches no official preset: trunk width {width} with {blocks} "
         f"blocks (known width/blocks: {known}). Pass the preset name it was trained from to see which "
@@ -260,7 +266,11 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], preset_n
         found = infer_preset(sd)
     except CheckpointError:
         found = None  # not an official layout: the key-by-key report below says what differs
-    if found is not None and expected_name in PRESETS and found != expected_name:
+    if (
+        found is not None
+        and expected_name in PRESETS
+        and weight_layout(found) != weight_layout(expected_name)
+    ):
         raise PresetMismatch(found, expected_name)
     problems = _mismatch_report(model.state_dict(), sd)
     if problems:
@@ -303,7 +313,7 @@ def _resolve_weights(name: str, checkpoint: str | os.PathLike | None) -> tuple[d
     if name != "auto":
         name = get_preset(name).name  # an unknown name fails before the file is read
     sd = _strip_wrapper_prefix(load_state_dict_file(path))
-    return sd, infer_preset(sd) if name == "auto" else name
+    return sd, infer_preset(sd, path.name) if name == "auto" else name
 
 
 def build_model(

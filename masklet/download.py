@@ -4,7 +4,8 @@ Environment:
 
 - ``MASKLET_CACHE``: cache directory (else ``$XDG_CACHE_HOME/masklet``, else ``~/.cache/masklet``).
 - ``MASKLET_DOWNLOAD_BASE``: replaces ``https://dl.fbaipublicfiles.com/segment_anything_2`` (a mirror
-  keeping the official ``072824/`` and ``092824/`` sub-folders).
+  keeping the official ``072824/`` and ``092824/`` sub-folders). SAM 2 files only: EdgeTAM and
+  EfficientTAM files come from their authors' hosts (GitHub, Hugging Face).
 
 Reading and loading the files is :mod:`masklet.checkpoints`, which re-exports everything public here.
 """
@@ -28,6 +29,8 @@ from tqdm import tqdm
 from masklet.presets import get_preset
 
 DEFAULT_DOWNLOAD_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2"
+_EDGETAM_URL = "https://github.com/facebookresearch/EdgeTAM/raw/main/checkpoints"
+_EFFICIENTTAM_URL = "https://huggingface.co/yunyangx/efficient-track-anything/resolve/main"
 _TIMEOUT_S = 30.0  # per socket operation, not for the whole file
 _CHUNK = 1 << 20
 _BAR = {"unit": "B", "unit_scale": True, "unit_divisor": 1024}
@@ -64,9 +67,12 @@ class OfficialCheckpoint:
     parameter count; state-dict bytes / 1e6) and are documentation figures, never checked."""
 
     preset: str
-    release: str  # folder on the download server: the release date, MMDDYY
+    release: str  # folder on the download server: the release date, MMDDYY ("" for other hosts)
     params: int
     approx_mb: int
+    # the authors' own host for the other families (EdgeTAM, EfficientTAM); None: Meta's SAM 2 server,
+    # which $MASKLET_DOWNLOAD_BASE may replace
+    base_url: str | None = None
 
     @property
     def file_name(self) -> str:
@@ -74,7 +80,7 @@ class OfficialCheckpoint:
 
     @property
     def url_path(self) -> str:
-        return f"{self.release}/{self.file_name}"
+        return f"{self.release}/{self.file_name}" if self.release else self.file_name
 
 
 OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
@@ -88,6 +94,13 @@ OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
         OfficialCheckpoint("sam2.1_hiera_small", "092824", 46_060_354, 184),
         OfficialCheckpoint("sam2.1_hiera_base_plus", "092824", 80_850_178, 323),
         OfficialCheckpoint("sam2.1_hiera_large", "092824", 224_446_642, 898),
+        # parameter counts of masklet's models of these presets; sizes: float32 bytes / 1e6
+        OfficialCheckpoint("edgetam", "", 13_895_794, 56, _EDGETAM_URL),
+        *(
+            OfficialCheckpoint(name, "", params, params * 4 // 1_000_000, _EFFICIENTTAM_URL)
+            for size, params in (("s", 34_055_842), ("ti", 17_866_018))
+            for name in (f"efficienttam_{size}{v}" for v in ("", "_1", "_2", "_512x512"))
+        ),
     )
 }
 
@@ -114,8 +127,9 @@ def cached_checkpoint_path(name: str) -> Path:
 
 def checkpoint_url(name: str) -> str:
     """Download URL of the official file for preset ``name`` (honours ``$MASKLET_DOWNLOAD_BASE``)."""
-    base = os.environ.get("MASKLET_DOWNLOAD_BASE") or DEFAULT_DOWNLOAD_BASE
-    return f"{base.rstrip('/')}/{official_checkpoint(name).url_path}"
+    entry = official_checkpoint(name)
+    base = entry.base_url or os.environ.get("MASKLET_DOWNLOAD_BASE") or DEFAULT_DOWNLOAD_BASE
+    return f"{base.rstrip('/')}/{entry.url_path}"
 
 
 def is_url(value: str | os.PathLike) -> bool:

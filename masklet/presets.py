@@ -1,12 +1,16 @@
-"""Model configurations: the eight official SAM 2 / SAM 2.1 presets as frozen dataclasses.
+"""Model configurations: the official SAM 2 / SAM 2.1, EdgeTAM and EfficientTAM presets as frozen dataclasses.
 
 Every difference between SAM 2 (July 2024) and SAM 2.1 (September 2024) lives in :data:`SAM2_0_TRAITS`
 and :data:`SAM2_1_TRAITS`; the four sizes differ only in the Hiera trunk (:class:`HieraConfig`).
+EdgeTAM and EfficientTAM keep SAM 2's prompts, decoder and memory design and differ only in the boxes
+their configs select (see "Efficient families" below): another trunk (:class:`RepViTConfig`,
+:class:`ViTConfig`), a memory compressor (:class:`PerceiverConfig`), another memory cross-attention.
 Nothing here builds modules or touches files: ``masklet.checkpoints`` turns a config into a model.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 
@@ -81,7 +85,7 @@ class ModelConfig:
     """
 
     name: str
-    hiera: HieraConfig
+    hiera: HieraConfig | None  # None when ``trunk`` names another image-encoder trunk
     traits: VersionTraits
     image_size: int = 1024
     d_model: int = 256  # transformer / FPN width
@@ -108,10 +112,24 @@ class ModelConfig:
     multimask_max_pt_num: int = 1
     only_obj_ptrs_in_the_past_for_eval: bool = True
     aliases: tuple[str, ...] = field(default=(), compare=False)
+    # boxes of the efficient families (defaults: SAM 2's); see "Efficient families" below
+    trunk: RepViTConfig | ViTConfig | None = None  # an image-encoder trunk other than Hiera
+    perceiver: PerceiverConfig | None = None  # compresses each memory to a few latent tokens
+    cross_attention: str = "rope"  # memory cross-attention: one of CROSS_ATTENTION_KINDS
+    use_high_res_features: bool = True  # the decoder adds stride-4/8 features (needs 3 FPN levels)
 
     @property
     def backbone_stride(self) -> int:
         return 16
+
+    @property
+    def family(self) -> str:
+        """ "sam2" (SAM 2 and 2.1), "edgetam" or "efficienttam": which boxes the model is made of."""
+        if isinstance(self.trunk, RepViTConfig):
+            return "edgetam"
+        if isinstance(self.trunk, ViTConfig):
+            return "efficienttam"
+        return "sam2"
 
     @property
     def feature_size(self) -> int:
@@ -162,6 +180,13 @@ class ModelConfig:
             raise ValueError(
                 "image_size must be a multiple of 32 and at least 128 (e.g. 512, 768, 1024); "
                 f"got {image_size}"
+            )
+        if self.perceiver is not None and image_size % (16 * self.perceiver.grid_2d):
+            step = 16 * self.perceiver.grid_2d
+            raise ValueError(
+                f"{self.name} compresses each memory into a {self.perceiver.grid_2d}x"
+                f"{self.perceiver.grid_2d} grid of windows, so image_size must be a multiple of {step} "
+                f"(e.g. 512 or 1024); got {image_size}"
             )
         return replace(self, image_size=image_size)
 
@@ -229,7 +254,117 @@ def _make_presets() -> dict[str, ModelConfig]:
     return out
 
 
-PRESETS: dict[str, ModelConfig] = _make_presets()
+# ---------------------------------------------------------------------------------------------------
+# Efficient families: EdgeTAM (Zhou et al. 2025) and EfficientTAM (Xiong et al. 2024). Both keep SAM 2.0's
+# traits, prompt encoder, mask decoder, memory encoder and memory bank.
+
+
+@dataclass(frozen=True)
+class RepViTConfig:
+    """RepViT trunk (EdgeTAM's image encoder, timm's ``repvit_m1``): a convolutional stem of stride 4,
+    then four stages of RepViT blocks (a re-parameterisable 3x3 depthwise token mixer, squeeze-excite
+    on every other block, a 1x1 conv MLP); stages 2..4 start with a stride-2 downsampling block."""
+
+    embed_dims: tuple[int, ...] = (48, 96, 192, 384)
+    depths: tuple[int, ...] = (2, 2, 14, 2)
+    mlp_ratio: int = 2
+    kernel_size: int = 3
+
+    @property
+    def backbone_channel_list(self) -> tuple[int, ...]:
+        """Stage widths lowest resolution first, the order the FPN neck's convs use."""
+        return tuple(reversed(self.embed_dims))
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Plain ViT trunk (EfficientTAM's image encoder, ViTDet style): 16x16 patches, an absolute position
+    embedding learned on a ``pretrain_grid`` square grid (plus a class-token slot) and interpolated to
+    the input's grid, blocks attending inside ``window_size`` windows except ``global_blocks``. Its one
+    output, after the last block, has stride 16."""
+
+    embed_dim: int
+    num_heads: int
+    depth: int = 12
+    window_size: int = 14
+    global_blocks: tuple[int, ...] = (2, 5, 8, 11)
+    patch_size: int = 16
+    mlp_ratio: float = 4.0
+    pretrain_grid: int = 14
+
+    @property
+    def backbone_channel_list(self) -> tuple[int, ...]:
+        return (self.embed_dim,)
+
+
+@dataclass(frozen=True)
+class PerceiverConfig:
+    """EdgeTAM's 2D spatial perceiver: compresses a (64, h, w) memory into ``num_latents`` global latent
+    tokens plus ``num_latents_2d`` window latents (one per cell of a square grid over the memory), each
+    refined by ``depth`` cross-attention + self-attention layers of width ``dim``."""
+
+    dim: int = 64
+    depth: int = 2
+    num_latents: int = 256
+    num_latents_2d: int = 256
+    heads: int = 1
+    dim_head: int = 64
+    ff_mult: int = 4
+
+    @property
+    def grid_2d(self) -> int:
+        """Side of the window-latent grid (16 for 256 latents)."""
+        return math.isqrt(self.num_latents_2d)
+
+    @property
+    def num_tokens(self) -> int:
+        """Memory tokens per frame after compression (512 for EdgeTAM, instead of h * w)."""
+        return self.num_latents + self.num_latents_2d
+
+
+# The memory cross-attention variants. "rope": SAM 2's (queries and memory keys rotated on the frame's
+# grid); "rope_latent": EdgeTAM's (global latents unrotated, window latents rotated on their own grid);
+# "pooled_logit_bias" / "pooled_key_bias": EfficientTAM's efficient cross-attention (memory keys and
+# values average-pooled 2x2 per frame, the pooled keys' logits raised by log 4 - its variant 1 - or a
+# log 4 added to the pooled keys themselves - its variant 2).
+CROSS_ATTENTION_KINDS = ("rope", "rope_latent", "pooled_logit_bias", "pooled_key_bias")
+
+REPVIT_M1 = RepViTConfig()
+VIT_TI = ViTConfig(embed_dim=192, num_heads=3)
+VIT_S = ViTConfig(embed_dim=384, num_heads=6)
+
+
+def _make_efficient_presets() -> dict[str, ModelConfig]:
+    out = {
+        "edgetam": ModelConfig(
+            name="edgetam",
+            hiera=None,
+            traits=SAM2_0_TRAITS,
+            trunk=REPVIT_M1,
+            perceiver=PerceiverConfig(),
+            cross_attention="rope_latent",
+            memory_attention_layers=2,
+        )
+    }
+    variants = {"": "rope", "_1": "pooled_logit_bias", "_2": "pooled_key_bias"}
+    for size, vit in (("ti", VIT_TI), ("s", VIT_S)):
+        base = ModelConfig(
+            name=f"efficienttam_{size}",
+            hiera=None,
+            traits=SAM2_0_TRAITS,
+            trunk=vit,
+            scalp=0,
+            use_high_res_features=False,
+        )
+        for suffix, kind in variants.items():
+            name = f"efficienttam_{size}{suffix}"
+            out[name] = replace(base, name=name, cross_attention=kind)
+        name = f"efficienttam_{size}_512x512"
+        out[name] = replace(base, name=name, image_size=512, aliases=(f"efficienttam_{size}_512",))
+    return out
+
+
+PRESETS: dict[str, ModelConfig] = {**_make_presets(), **_make_efficient_presets()}
 ALIASES: dict[str, str] = {alias: name for name, cfg in PRESETS.items() for alias in cfg.aliases}
 
 

@@ -2,6 +2,7 @@
 # Test prerequisites:
 # - the reference implementation used as a test oracle (Meta's sam2 1.1.0 from PyPI, CPU only, without
 #   its torchvision dependency: tests/oracle_shims provides the few functions it imports);
+# - the EdgeTAM / EfficientTAM oracles (tests/setup_edge_oracles.sh);
 # - Debian's chromium for the studio's browser tests (Playwright's own browser download is not used).
 set -euo pipefail
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
@@ -12,8 +13,9 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
     echo "setup: run 'sudo apt-get install chromium' for the studio browser tests (skipped without it)" >&2
   fi
 fi
-if python -c "import sam2, hydra, iopath, cv2" 2>/dev/null; then
-  exit 0
+if ! python -c "import sam2, hydra, iopath, cv2" 2>/dev/null; then
+  python -m pip install -q hydra-core iopath opencv-python-headless
+  SAM2_BUILD_CUDA=0 python -m pip install -q --no-deps --no-build-isolation sam2==1.1.0
 fi
-python -m pip install -q hydra-core iopath opencv-python-headless
-SAM2_BUILD_CUDA=0 python -m pip install -q --no-deps --no-build-isolation sam2==1.1.0
+# the EdgeTAM and EfficientTAM oracles, in a virtualenv of their own
+bash "$(dirname "$0")/setup_edge_oracles.sh"

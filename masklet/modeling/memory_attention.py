@@ -15,6 +15,8 @@ follow the official checkpoints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,12 +40,13 @@ class MemoryAttentionLayer(nn.Module):
         dropout: float = 0.1,
         rope_theta: float = 10000.0,
         rope: AxialRoPE | None = None,
+        cross_attention: Callable[..., RoPEAttention] = RoPEAttention,
     ) -> None:
         super().__init__()
         if rope is None:
             rope = AxialRoPE(d_model // num_heads, rope_theta)
         self.self_attn = RoPEAttention(d_model, num_heads, dropout=dropout, rope_theta=rope_theta, rope=rope)
-        self.cross_attn_image = RoPEAttention(
+        self.cross_attn_image = cross_attention(
             d_model,
             num_heads,
             dropout=dropout,
@@ -93,6 +96,8 @@ class MemoryAttention(nn.Module):
     """``num_layers`` :class:`MemoryAttentionLayer` and a final LayerNorm.
 
     All layers share one table cache for RoPE (the tables depend only on the grid size).
+    ``cross_attention`` builds each layer's memory cross-attention (SAM 2's :class:`RoPEAttention` by
+    default; the efficient families pass their variants, which take the same arguments).
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class MemoryAttention(nn.Module):
         dim_feedforward: int = 2048,
         dropout: float = 0.1,
         rope_theta: float = 10000.0,
+        cross_attention: Callable[..., RoPEAttention] = RoPEAttention,
     ) -> None:
         super().__init__()
         self.d_model = d_model
@@ -112,7 +118,9 @@ class MemoryAttention(nn.Module):
         self.pos_enc_at_input = pos_enc_at_input
         rope = AxialRoPE(d_model // num_heads, rope_theta)
         self.layers = nn.ModuleList(
-            MemoryAttentionLayer(d_model, kv_dim, num_heads, dim_feedforward, dropout, rope_theta, rope)
+            MemoryAttentionLayer(
+                d_model, kv_dim, num_heads, dim_feedforward, dropout, rope_theta, rope, cross_attention
+            )
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)

@@ -1,4 +1,4 @@
-"""FPN neck and the image encoder (Hiera trunk + neck).
+"""FPN neck and the image encoder (the preset's trunk + neck, see :mod:`.families`).
 
 The neck projects every trunk stage to ``d_model`` channels with a 1x1 convolution, adds nearest-upsampled
 coarser features into the levels listed in ``fpn_top_down_levels`` (the two coarsest, officially), and
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from masklet.modeling.hiera import Hiera, linear
+from masklet.modeling.hiera import linear
 from masklet.modeling.position import PositionEmbeddingSine
 from masklet.presets import ModelConfig
 
@@ -91,15 +91,18 @@ class ImageEncoder(nn.Module):
     """image (B, 3, S, S) float, normalised, S a multiple of 32 -> (features, position encodings).
 
     Both are lists of ``4 - cfg.scalp`` tensors (3 officially), highest resolution first, each
-    (B, d_model, S/4 / 2^i, S/4 / 2^i): at S = 1024, 256x256, 128x128 and 64x64 with 256 channels,
+    (B, d_model, S/4 / 2^i, S/4 / 2^i): at S = 1024, 256x256, 128x128 and 64x64 with 256 channels
+    (a plain-ViT trunk gives one level, the stride-16 one),
     in the input's dtype (float32, or bfloat16 for a module converted with ``.to(torch.bfloat16)``).
     See :class:`FpnNeck` for their memory layout.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.trunk = Hiera(cfg.hiera)
-        self.neck = FpnNeck(cfg.hiera.backbone_channel_list, cfg.d_model, cfg.fpn_top_down_levels)
+        from masklet.modeling.families import build_neck, build_trunk  # it imports this module
+
+        self.trunk = build_trunk(cfg)
+        self.neck = build_neck(cfg)
         self.scalp = cfg.scalp
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -168,14 +168,29 @@ class RoPEAttention(Attention):
             feat_size = (side, side)
         h, w = feat_size
         q = self.rope.rotate(self._heads(_apply(self.q_proj, q)), h, w)
-        k = self.rope.rotate(
-            self._heads(_apply(self.k_proj, k)), h, w, num_k_exclude_rope, self.rope_k_repeat
-        )
-        if self._fast_cpu(q) and v.shape[-1] < q.shape[-1]:
-            out = self._attend_then_project_values(q, k, v)
-        else:
-            out = self._attend(q, k, self._heads(_apply(self.v_proj, v)))
-        return _apply(self.out_proj, self._merge(out))
+        k = self.rotate_keys(self._heads(_apply(self.k_proj, k)), (h, w), num_k_exclude_rope)
+        return _apply(self.out_proj, self._merge(self.attend_rotated(q, k, v, (h, w), num_k_exclude_rope)))
+
+    # The two steps a memory cross-attention variant may replace (EdgeTAM's keys on their own latent
+    # grid, EfficientTAM's pooled memory); both receive per-head tensors (B, heads, L, d).
+    def rotate_keys(self, k: torch.Tensor, feat_size: tuple[int, int], num_exclude: int) -> torch.Tensor:
+        """Keys with RoPE: spatial keys on the query's (h, w) grid (repeated per memory frame with
+        ``rope_k_repeat``); the trailing ``num_exclude`` keys (object pointers) unrotated."""
+        return self.rope.rotate(k, *feat_size, num_exclude, self.rope_k_repeat)
+
+    def attend_rotated(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v_in: torch.Tensor,
+        feat_size: tuple[int, int],
+        num_exclude: int,
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v_proj(v_in): q, k rotated (B, heads, L, d), v_in (B, Lk, kv_in_dim)
+        unprojected -> (B, heads, Lq, d)."""
+        if self._fast_cpu(q) and v_in.shape[-1] < q.shape[-1]:
+            return self._attend_then_project_values(q, k, v_in)
+        return self._attend(q, k, self._heads(_apply(self.v_proj, v_in)))
 
     def _fast_cpu(self, q: torch.Tensor) -> bool:
         return (

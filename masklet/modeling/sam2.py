@@ -13,6 +13,7 @@ from torch import nn
 
 from ..presets import ModelConfig
 from .common import MLP
+from .families import build_perceiver, cross_attention
 from .mask_decoder import MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
@@ -42,9 +43,15 @@ class SAM2Model(nn.Module):
             dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
             dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
             dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+            use_high_res_features=cfg.use_high_res_features,
         )
-        self.memory_attention = MemoryAttention(d_model=d, num_layers=cfg.memory_attention_layers)
+        self.memory_attention = MemoryAttention(
+            d_model=d, num_layers=cfg.memory_attention_layers, cross_attention=cross_attention(cfg)
+        )
         self.memory_encoder = MemoryEncoder(out_dim=mem, in_dim=d)
+        perceiver = build_perceiver(cfg)
+        if perceiver is not None:  # EdgeTAM: memories compressed to a few latent tokens per frame
+            self.spatial_perceiver = perceiver
         # turns a full-resolution mask prompt into the decoder's 4x smaller dense-prompt size
         self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, mem))
@@ -89,7 +96,7 @@ class SAM2Model(nn.Module):
     def dtype(self) -> torch.dtype:
         """The compute dtype of the image encoder (with memory attention and the memory encoder, unless
         :meth:`set_compute_dtype` was given a separate ``encoder_dtype``): its input's dtype."""
-        return self.image_encoder.trunk.pos_embed.dtype
+        return next(self.image_encoder.trunk.parameters()).dtype
 
     @property
     def head_dtype(self) -> torch.dtype:
@@ -116,7 +123,8 @@ class SAM2Model(nn.Module):
         return self
 
     def heavy_modules(self) -> tuple[nn.Module, ...]:
-        return (self.image_encoder, self.memory_attention, self.memory_encoder)
+        perceiver = (self.spatial_perceiver,) if self.cfg.perceiver is not None else ()
+        return (self.image_encoder, self.memory_attention, self.memory_encoder, *perceiver)
 
     # ---------------------------------------------------------------- image
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
@@ -127,11 +135,13 @@ class SAM2Model(nn.Module):
         (nothing in inference reads them; converting them would cost two large copies per image).
         """
         feats, pos = self.image_encoder(images.to(self.dtype))
-        # the decoder's high-resolution projections depend only on the image: run them once here (they
-        # convert the two large maps to the decoder's dtype band by band)
-        s0, s1 = self.sam_mask_decoder.project_high_res_features(feats[0], feats[1])
+        high_res = []
+        if self.cfg.use_high_res_features:
+            # the decoder's high-resolution projections depend only on the image: run them once here
+            # (they convert the two large maps to the decoder's dtype band by band)
+            high_res = list(self.sam_mask_decoder.project_high_res_features(feats[0], feats[1]))
         pos = [*pos[:-1], self._head_pos(pos[-1])]
-        return ImageFeatures(image_embed=feats[2].to(self.head_dtype), high_res=[s0, s1], pos=pos)
+        return ImageFeatures(image_embed=feats[-1].to(self.head_dtype), high_res=high_res, pos=pos)
 
     def _head_pos(self, pos: torch.Tensor) -> torch.Tensor:
         """The stride-16 position encoding (B, C, h, w) in ``head_dtype``. It is a constant of the
@@ -198,7 +208,9 @@ class SAM2Model(nn.Module):
         """A frame's memory: raw stride-16 features (B, 256, h, w) + its mask logits (B, 1, S, S).
 
         ``binarize`` thresholds the mask at 0 (used for frames whose mask came from clicks).
-        Returns (features (B, 64, h, w), position encoding (B, 64, h, w)).
+        Returns (features (B, 64, h, w), position encoding (B, 64, h, w)); with a spatial perceiver
+        (EdgeTAM) the memory is its L latent tokens laid out as a (B, 64, 1, L) row, so that every
+        consumer of memories (``attend_to_memories``, the memory bank) treats both alike.
         """
         m = (high_res_masks > 0).to(high_res_masks.dtype) if binarize else torch.sigmoid(high_res_masks)
         m = m * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
@@ -208,6 +220,10 @@ class SAM2Model(nn.Module):
         if self.no_obj_embed_spatial is not None:
             absent = (object_score <= 0).to(feats.dtype).view(-1, 1, 1, 1)
             feats = feats + absent * self.no_obj_embed_spatial.view(1, -1, 1, 1)
+        if self.cfg.perceiver is not None:
+            tokens, _ = self.spatial_perceiver(feats.to(mem_dtype), pos.to(mem_dtype))
+            feats = tokens.to(self.head_dtype).transpose(1, 2).unsqueeze(2)
+            pos = self.memory_pos_enc(1, tokens.shape[1]).expand(feats.shape[0], -1, -1, -1)
         return feats, pos
 
     # ---------------------------------------------------------------- video
@@ -266,7 +282,11 @@ class SAM2Model(nn.Module):
         return FrameResult(low, high, ptr, present * 20.0 - 10.0)
 
     def memory_pos_enc(self, h: int, w: int) -> torch.Tensor:
-        """(1, 64, h, w) spatial position encoding of memory features (the same for every frame)."""
+        """(1, 64, h, w) spatial position encoding of memory features (the same for every frame); with
+        a spatial perceiver that of its tokens, (1, 64, 1, L) (``h``, ``w``: the image grid, unused)."""
+        if self.cfg.perceiver is not None:
+            pe = self.spatial_perceiver.positions(self.device, self.head_dtype)  # (1, L, 64)
+            return pe.transpose(1, 2).unsqueeze(2)
         pe = self.memory_encoder.position_encoding.encoding(h, w, self.device)
         return pe[None].to(self.head_dtype)
 

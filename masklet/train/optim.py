@@ -44,13 +44,19 @@ def apply_freeze(model: SAM2Model, prefixes: tuple[str, ...]) -> list[str]:
     return frozen
 
 
-def _encoder_scale(name: str, num_blocks: int, decay: float) -> float:
+def _encoder_scale(model: SAM2Model, name: str, decay: float) -> float:
     """Learning-rate multiplier of an image-encoder parameter (1 for the neck)."""
     if name.startswith("image_encoder.neck."):
         return 1.0
-    parts = name.split(".")
-    depth = int(parts[3]) + 1 if parts[2] == "blocks" else 0  # image_encoder.trunk.blocks.<i>.
-    return decay ** (num_blocks + 1 - depth)
+    trunk = model.image_encoder.trunk
+    rel = name.removeprefix("image_encoder.trunk.")
+    if hasattr(trunk, "layer_depth"):  # RepViT (EdgeTAM), ViT (EfficientTAM): the trunk numbers its layers
+        depth, num_layers = trunk.layer_depth(rel)
+    else:  # Hiera: block i is layer i + 1
+        parts = rel.split(".")
+        depth = int(parts[1]) + 1 if parts[0] == "blocks" else 0
+        num_layers = len(trunk.blocks)
+    return decay ** (num_layers + 1 - depth)
 
 
 def _no_decay(model: nn.Module, name: str, p: torch.Tensor) -> bool:
@@ -63,13 +69,12 @@ def _no_decay(model: nn.Module, name: str, p: torch.Tensor) -> bool:
 def param_groups(model: SAM2Model, cfg: OptimConfig) -> list[dict]:
     """AdamW groups of the trainable parameters: one per (learning rate, weight decay) pair, each with
     ``base_lr`` (the peak learning rate) and ``names``."""
-    num_blocks = len(model.image_encoder.trunk.blocks)
     groups: dict[tuple[float, float], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if name.startswith("image_encoder."):
-            lr = cfg.encoder_lr * _encoder_scale(name, num_blocks, cfg.layer_decay)
+            lr = cfg.encoder_lr * _encoder_scale(model, name, cfg.layer_decay)
         else:
             lr = cfg.lr
         wd = 0.0 if _no_decay(model, name, p) else cfg.weight_decay

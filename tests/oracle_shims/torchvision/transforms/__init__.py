@@ -1,8 +1,11 @@
-"""Tensor-only versions of the three torchvision transforms the reference uses."""
+"""Tensor-only versions of the three torchvision transforms the sam2 reference uses; any other name
+(timm imports many at import time) is a placeholder."""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .._stub import module_getattr
 
 
 class ToTensor:
@@ -42,3 +45,6 @@ class Normalize(torch.nn.Module):
     def forward(self, x):
         shape = (-1, 1, 1)
         return (x - self.mean.to(x).view(shape)) / self.std.to(x).view(shape)
+
+
+__getattr__ = module_getattr(__name__)
