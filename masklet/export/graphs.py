@@ -74,6 +74,7 @@ GRAPHS: dict[str, GraphSpec] = {
             (
                 "masks",
                 "iou_predictions",
+                "low_res_masks",
                 "obj_ptr",
                 "object_score_logits",
                 "single_mask",
@@ -145,8 +146,10 @@ class ImageDecoderGraph(nn.Module):
     corners, -1 padding; ``mask_input`` (N, 1, S/4, S/4) logits; ``has_mask_input`` (N,) float32 1 where
     ``mask_input`` is a prompt.
 
-    Outputs: ``masks`` (N, 3, S/4, S/4) logits and ``iou_predictions`` (N, 3) of the three candidates,
-    ``obj_ptr`` (N, 3, 256) their object pointers (the no-object pointer where the object is judged
+    Outputs: ``masks`` (N, 3, S/4, S/4) logits clamped to [-32, 32] (as samexporter's files give them)
+    and ``iou_predictions`` (N, 3) of the three candidates; ``low_res_masks``: the same logits unclamped
+    (what tracking carries over as a mask input and into memory); ``obj_ptr`` (N, 3, 256) their object
+    pointers (the no-object pointer where the object is judged
     absent), ``object_score_logits`` (N, 1) (> 0: present); ``single_mask`` (N, 1, S/4, S/4),
     ``single_iou`` (N, 1), ``single_obj_ptr`` (N, 1, 256): the single-mask output (with the model's
     fallback to the best candidate when it is unstable).
@@ -168,11 +171,7 @@ class ImageDecoderGraph(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         m = self.model
         n = point_coords.shape[0]
-        # batch 1 serves every prompt set: row i reads image min(i, batch - 1), as tensor ops only, so that
-        # both cases stay one graph whatever the two batch sizes are
-        last = torch.arange(image_embed.shape[0], device=point_coords.device)[-1:]
-        rows = torch.minimum(torch.arange(n, device=point_coords.device), last)
-        embed, hr0, hr1 = image_embed[rows], high_res_feats_0[rows], high_res_feats_1[rows]
+        embed, hr0, hr1 = (_per_prompt(t, n) for t in (image_embed, high_res_feats_0, high_res_feats_1))
         points = (point_coords, point_labels.to(torch.int32))
         sparse, dense_none = m.sam_prompt_encoder(points, None, None)
         _, dense_mask = m.sam_prompt_encoder(points, None, mask_input)
@@ -185,8 +184,9 @@ class ImageDecoderGraph(nn.Module):
         multi = decoder.select_masks(masks, iou, tokens, True)
         single = decoder.select_masks(masks, iou, tokens, False)
         return (
-            multi[0],
+            multi[0].clamp(-32.0, 32.0),
             multi[1],
+            multi[0],
             self._pointers(multi[2], score),
             score,
             single[0],
@@ -199,6 +199,13 @@ class ImageDecoderGraph(nn.Module):
         n, k, c = tokens.shape
         ptr = self.model.object_pointer(tokens.reshape(n * k, c), score.repeat_interleave(k, dim=0))
         return ptr.reshape(n, k, c)
+
+
+def _per_prompt(t: torch.Tensor, n: int) -> torch.Tensor:
+    """(1 or n, ...) -> (n, ...): a batch of 1 serves every prompt set. Row i reads row min(i, batch - 1),
+    in tensor ops only, so that one graph takes both batch sizes (each input its own)."""
+    last = torch.arange(t.shape[0], device=t.device)[-1:]
+    return t[torch.minimum(torch.arange(n, device=t.device), last)]
 
 
 class MemoryAttentionGraph(nn.Module):
@@ -225,9 +232,8 @@ class MemoryAttentionGraph(nn.Module):
         obj_ptr: torch.Tensor,
         obj_ptr_tpos: torch.Tensor,
     ) -> torch.Tensor:
-        ptr_pos = self.model.encode_pointer_positions(obj_ptr_tpos)
         return self.model.attend_to_memory_tensors(
-            vision_features, vision_pos_enc, memory, memory_tpos, obj_ptr, ptr_pos
+            vision_features, vision_pos_enc, memory, memory_tpos, obj_ptr, obj_ptr_tpos
         )
 
 

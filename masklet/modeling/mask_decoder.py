@@ -175,7 +175,9 @@ class MaskDecoder(nn.Module):
             repeat_image,
             high_res_features,
         )
-        masks, iou_pred, sam_tokens_out = self.select_masks(masks, iou_pred, mask_tokens_out, multimask_output)
+        masks, iou_pred, sam_tokens_out = self.select_masks(
+            masks, iou_pred, mask_tokens_out, multimask_output
+        )
         return masks, iou_pred, sam_tokens_out, object_score_logits
 
     def select_masks(

@@ -263,17 +263,12 @@ class SAM2Model(nn.Module):
         pe = self.memory_encoder.position_encoding.encoding(h, w, self.device)
         return pe[None].to(self.head_dtype)
 
-    def pointer_pos_enc(self, positions: list[int], max_pointers: int) -> torch.Tensor:
-        """(P, 64) temporal encoding of object pointers at signed/absolute frame distances.
-
-        SAM 2.0 uses none (zeros); 2.1 uses a sine encoding of distance / (max_pointers - 1) projected
-        by ``obj_ptr_tpos_proj`` (see :meth:`encode_pointer_positions`).
-        """
-        t = torch.tensor(positions, dtype=torch.float32, device=self.device) / max(max_pointers - 1, 1)
-        return self.encode_pointer_positions(t)
-
     def encode_pointer_positions(self, t: torch.Tensor) -> torch.Tensor:
-        """(P,) float32 frame distances divided by (max_pointers - 1) -> (P, 64) pointer encodings."""
+        """(P,) float32 signed/absolute frame distances divided by (max_pointers - 1) -> (P, 64) temporal
+        encodings of object pointers.
+
+        SAM 2.0 uses none (zeros); 2.1 uses a sine encoding of ``t`` projected by ``obj_ptr_tpos_proj``.
+        """
         mem = self.cfg.mem_dim
         if not self.cfg.traits.add_tpos_enc_to_obj_ptrs:
             return torch.zeros(t.shape[0], mem, device=t.device, dtype=self.head_dtype)
@@ -305,8 +300,9 @@ class SAM2Model(nn.Module):
             ptrs = torch.stack([p for _, p in pointers], dim=1)
         else:
             ptrs = image_embed.new_zeros(b, 0, self.cfg.d_model)
-        ptr_pos = self.pointer_pos_enc([t for t, _ in pointers], max_pointers)
-        return self.attend_to_memory_tensors(image_embed, image_pos, memory, t_pos, ptrs, ptr_pos)
+        ptr_t = torch.tensor([t for t, _ in pointers], dtype=torch.float32, device=image_embed.device)
+        ptr_t = ptr_t / max(max_pointers - 1, 1)
+        return self.attend_to_memory_tensors(image_embed, image_pos, memory, t_pos, ptrs, ptr_t)
 
     def attend_to_memory_tensors(
         self,
@@ -315,13 +311,15 @@ class SAM2Model(nn.Module):
         memory: torch.Tensor,
         memory_tpos: torch.Tensor,
         pointers: torch.Tensor,
-        pointer_pos: torch.Tensor,
+        pointer_tpos: torch.Tensor,
     ) -> torch.Tensor:
         """:meth:`attend_to_memories` on stacked tensors (any number F of memories and P of pointers).
 
         memory: (B, F, 64, h, w); memory_tpos: (F,) int64 t_pos of each; pointers: (B, P, 256);
-        pointer_pos: (P, 64) from :meth:`encode_pointer_positions`. Returns (B, 256, h, w).
+        pointer_tpos: (P,) float32 their frame distances divided by (max_pointers - 1).
+        Returns (B, 256, h, w).
         """
+        pointer_pos = self.encode_pointer_positions(pointer_tpos)
         b, c, h, w = image_embed.shape
         mem = self.cfg.mem_dim
         dtype = self.memory_attention.norm.weight.dtype
