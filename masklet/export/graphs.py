@@ -149,8 +149,9 @@ class ImageDecoderGraph(nn.Module):
     Outputs: ``masks`` (N, 3, S/4, S/4) logits clamped to [-32, 32] (as samexporter's files give them)
     and ``iou_predictions`` (N, 3) of the three candidates; ``low_res_masks``: the same logits unclamped
     (what tracking carries over as a mask input and into memory); ``obj_ptr`` (N, 3, 256) their object
-    pointers (the no-object pointer where the object is judged
-    absent), ``object_score_logits`` (N, 1) (> 0: present); ``single_mask`` (N, 1, S/4, S/4),
+    pointers (the no-object pointer where the object is judged absent; (N, 1, 256) for presets whose
+    pointer comes from the single-mask token), ``object_score_logits`` (N, 1) (> 0: present);
+    ``single_mask`` (N, 1, S/4, S/4),
     ``single_iou`` (N, 1), ``single_obj_ptr`` (N, 1, 256): the single-mask output (with the model's
     fallback to the best candidate when it is unstable).
     """
