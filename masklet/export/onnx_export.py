@@ -82,10 +82,11 @@ def export_onnx(
     export_id = uuid.uuid4().hex
     meta = {"masklet.preset": model.cfg.name, "masklet.image_size": str(model.image_size)}
     meta["masklet.export_id"] = export_id
-    for name in graphs or tuple(GRAPHS):
+    names = graphs or tuple(GRAPHS)
+    for name in names:
         _export_graph(work, name, out / GRAPHS[name].file_name, opset, meta)
     path = out / MANIFEST
-    path.write_text(json.dumps(manifest(model, opset, weights, export_id), indent=1) + "\n")
+    path.write_text(json.dumps(manifest(model, opset, weights, export_id, names), indent=1) + "\n")
     return path
 
 
@@ -107,10 +108,35 @@ def _export_graph(model: SAM2Model, name: str, path: Path, opset: int, meta: dic
             verbose=False,
         )
     program.model.metadata_props.update(meta)
+    _name_dynamic_axes(program.model, spec.dynamic)
     program.save(str(path), external_data=False)
 
 
-def manifest(model: SAM2Model, opset: int, weights: str, export_id: str) -> dict:
+def _name_dynamic_axes(model, dynamic: dict[str, dict[int, str]]) -> None:
+    """Rename the tracer's symbolic sizes (``s20``) after the axes they stand for (``num_labels``), in
+    every value of the graph, so that the files document which sizes vary and which are shared."""
+    import onnx_ir as ir
+
+    names: dict[str, str] = {}
+    for value in model.graph.inputs:
+        for axis, label in dynamic.get(value.name, {}).items():
+            dim = value.shape[axis]
+            if isinstance(dim, ir.SymbolicDim) and dim.value:
+                names.setdefault(dim.value, label)
+    values = [*model.graph.inputs, *model.graph.outputs]
+    values += [v for node in model.graph.all_nodes() for v in node.outputs]
+    for value in values:
+        if value.shape is None:
+            continue
+        dims = [ir.SymbolicDim(names[d.value]) if _renamed(d, names) else d for d in value.shape]
+        value.shape = ir.Shape(dims)
+
+
+def _renamed(dim, names: dict[str, str]) -> bool:
+    return not isinstance(dim, int) and getattr(dim, "value", None) in names
+
+
+def manifest(model: SAM2Model, opset: int, weights: str, export_id: str, names: tuple[str, ...]) -> dict:
     """The content of ``masklet.json``."""
     import onnx
 
@@ -150,6 +176,7 @@ def manifest(model: SAM2Model, opset: int, weights: str, export_id: str) -> dict
         "files": {
             name: {"file": s.file_name, "inputs": list(s.inputs), "outputs": list(s.outputs)}
             for name, s in GRAPHS.items()
+            if name in names
         },
         "constants": constants(model),
     }

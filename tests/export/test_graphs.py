@@ -101,3 +101,5 @@ def test_manifest_and_file_metadata(onnx_dir, torch_model):
                 assert isinstance(dims[inp][axis], str), f"{name}.{inp} axis {axis} is fixed: {dims[inp]}"
         if name == "image_encoder":  # samexporter reads the input size from these two
             assert dims["image"][1:] == [3, 256, 256]
+        if name == "image_decoder":  # the varying axes carry their names
+            assert dims["point_coords"] == ["num_labels", "num_points", 2]
