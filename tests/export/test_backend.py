@@ -4,6 +4,7 @@ give the PyTorch model's results."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from masklet.checkpoints import build_model
@@ -21,6 +22,7 @@ def test_build_model_gives_the_onnx_backend(onnx_dir):
     assert (model.cfg.name, model.image_size, model.dtype) == ("sam2.1_hiera_tiny", 256, torch.float32)
 
 
+@pytest.mark.slow
 def test_scripted_video_session_matches_pytorch(onnx_dir, torch_model, tmp_path):
     """Clicks, a box, a refinement, a mask for a new object, reverse propagation and a removal: every
     result's object ids equal, masks with IoU >= 0.999 (and logits within 1e-3 of their spread)."""
