@@ -27,6 +27,7 @@ from masklet.download import (
     DEFAULT_DOWNLOAD_BASE,
     OFFICIAL_CHECKPOINTS,
     CheckpointError,
+    CheckpointUnavailable,
     OfficialCheckpoint,
     atomic_file,
     cache_dir,
@@ -46,7 +47,9 @@ __all__ = [
     "DEFAULT_DOWNLOAD_BASE",
     "OFFICIAL_CHECKPOINTS",
     "CheckpointError",
+    "CheckpointUnavailable",
     "OfficialCheckpoint",
+    "PresetMismatch",
     "build_model",
     "cache_dir",
     "cached_checkpoint_path",
@@ -64,6 +67,17 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _POS_EMBED_KEY = "image_encoder.trunk.pos_embed"
 # Keys only SAM 2.1 files have (see VersionTraits.no_obj_embed_spatial / proj_tpos_enc_in_obj_ptrs).
 _V2_1_KEYS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight")
+
+
+class PresetMismatch(CheckpointError):
+    """The file holds weights of preset ``found``; the model was built as preset ``expected``."""
+
+    def __init__(self, found: str, expected: str):
+        self.found, self.expected = found, expected
+        super().__init__(
+            f"this checkpoint looks like {found}, but the model is {expected}: "
+            f"pass name={found!r} or name='auto'"
+        )
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -247,10 +261,7 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], preset_n
     except CheckpointError:
         found = None  # not an official layout: the key-by-key report below says what differs
     if found is not None and expected_name in PRESETS and found != expected_name:
-        raise CheckpointError(
-            f"this checkpoint looks like {found}, but the model is {expected_name}: "
-            f"pass name={found!r} or name='auto'"
-        )
+        raise PresetMismatch(found, expected_name)
     problems = _mismatch_report(model.state_dict(), sd)
     if problems:
         raise CheckpointError(

@@ -38,6 +38,26 @@ class CheckpointError(RuntimeError):
     what to do."""
 
 
+class CheckpointUnavailable(CheckpointError):
+    """A checkpoint could not be downloaded (offline, blocked host, server error, cut-off transfer).
+
+    ``problem``: what went wrong; ``url``: the file's address; ``path``: where to save it by hand. The
+    message ends by naming the Python argument that takes a file kept elsewhere; front ends (the
+    command line) say the same in their own terms with :meth:`advice`.
+    """
+
+    def __init__(self, problem: str, url: str, path: Path):
+        self.problem, self.url, self.path = problem, url, path
+        super().__init__(self.advice("pass the file's path as checkpoint=..."))
+
+    def advice(self, own_file: str) -> str:
+        """The full message, ending with ``own_file``: how to use a file kept anywhere else."""
+        return (
+            f"{self.problem}. If you are offline or the host is blocked, download {self.url} another way "
+            f"and save it as {self.path} (masklet looks there first), or {own_file}"
+        )
+
+
 @dataclass(frozen=True)
 class OfficialCheckpoint:
     """One official file. ``params`` and ``approx_mb`` were measured from the reference models (float32
@@ -144,11 +164,7 @@ def atomic_file(path: Path) -> Iterator[str]:
 
 
 def _fetch(url: str, out: BinaryIO, target: Path, progress: bool) -> None:
-    """Stream ``url`` into ``out``; every failure becomes one CheckpointError."""
-    manual = (
-        f"If you are offline or the host is blocked, download {url} another way and save it as {target} "
-        "(masklet looks there first), or pass the file's path as checkpoint=..."
-    )
+    """Stream ``url`` into ``out``; every failure becomes one CheckpointUnavailable."""
     done, total = 0, None
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
@@ -160,16 +176,18 @@ def _fetch(url: str, out: BinaryIO, target: Path, progress: bool) -> None:
                     done += len(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as exc:
-        raise CheckpointError(
+        problem = (
             f"could not download {url}: the server answered HTTP {exc.code} {exc.reason}. Check the preset "
-            f"name and $MASKLET_DOWNLOAD_BASE if you set it. {manual}"
-        ) from exc
+            "name and $MASKLET_DOWNLOAD_BASE if you set it"
+        )
+        raise CheckpointUnavailable(problem, url, target) from exc
     except (OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise CheckpointError(f"could not download {url} ({reason}). {manual}") from exc
+        raise CheckpointUnavailable(f"could not download {url} ({reason})", url, target) from exc
     # A server that closes early ends the stream without an exception: compare with what it announced.
     if total is not None and done != total:
-        raise CheckpointError(
+        problem = (
             f"the download of {url} was cut off after {done} of {total} bytes; nothing was saved. "
-            f"Run again to retry. {manual}"
+            "Run again to retry"
         )
+        raise CheckpointUnavailable(problem, url, target)

@@ -98,6 +98,9 @@ class ModelConfig:
     dynamic_multimask_via_stability: bool = True
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98
+    # memories of clicked frames encode the thresholded mask (what the user saw) rather than the
+    # sigmoid of its logits (the official video builder turns this on)
+    binarize_mask_from_pts_for_mem_enc: bool = True
     # tracking behaviour shared by all official presets
     multimask_output_in_sam: bool = True
     multimask_output_for_tracking: bool = True
@@ -131,6 +134,29 @@ class ModelConfig:
             and self.multimask_min_pt_num <= num_points <= self.multimask_max_pt_num
         )
 
+    def with_behaviour(self, **changes) -> ModelConfig:
+        """This config with some of :data:`BEHAVIOUR_FIELDS` changed (the fields that change what the
+        model computes but not its weights, so a built model can switch: ``SAM2Model.configure``).
+
+        E.g. ``cfg.with_behaviour(dynamic_multimask_via_stability=False,
+        binarize_mask_from_pts_for_mem_enc=False)`` is the official builders' ``apply_postprocessing=False``.
+        """
+        unknown = sorted(set(changes) - set(BEHAVIOUR_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not a behaviour setting of a built model; the settings are "
+                f"{', '.join(BEHAVIOUR_FIELDS)} (the architecture comes from the preset)"
+            )
+        for name, value in changes.items():
+            kind = type(getattr(self, name))
+            ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                ok, value = True, float(value)
+            if not ok:
+                raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}")
+            changes[name] = value
+        return replace(self, **changes)
+
     def with_image_size(self, image_size: int) -> ModelConfig:
         if image_size % 32 != 0 or image_size < 128:
             raise ValueError(
@@ -139,6 +165,21 @@ class ModelConfig:
             )
         return replace(self, image_size=image_size)
 
+
+BEHAVIOUR_FIELDS: tuple[str, ...] = (
+    "dynamic_multimask_via_stability",
+    "dynamic_multimask_stability_delta",
+    "dynamic_multimask_stability_thresh",
+    "binarize_mask_from_pts_for_mem_enc",
+    "multimask_output_in_sam",
+    "multimask_output_for_tracking",
+    "multimask_min_pt_num",
+    "multimask_max_pt_num",
+    "sigmoid_scale_for_mem_enc",
+    "sigmoid_bias_for_mem_enc",
+)
+"""ModelConfig fields that a built model can change (:meth:`ModelConfig.with_behaviour`): they decide
+what the model computes from its weights, never the weights' shapes."""
 
 _TINY = HieraConfig(
     embed_dim=96,

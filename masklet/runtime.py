@@ -63,3 +63,21 @@ def parse_dtype(value: str | torch.dtype | None, device: torch.device | str | No
     if key not in table:
         raise ValueError(f"unknown dtype {value!r}: use 'float32' (fp32), 'bfloat16' (bf16) or 'auto'")
     return table[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``: the one spelling of a dtype in every JSON masklet writes."""
+    return str(dtype).removeprefix("torch.")
+
+
+def precision_meta(model) -> dict:
+    """What output records say about a model's precision: ``{"dtype": ...}`` for the heavy modules
+    (``--dtype``), plus ``"encoder_dtype"`` when the image encoder runs in another one (``--encoder-dtype``).
+    Dtypes spelt as :func:`dtype_name` does."""
+    # the memory modules (heavy_modules()[1:]); a model whose heavy parts run elsewhere has none
+    memory = [p.dtype for m in model.heavy_modules()[1:] for p in m.parameters()]
+    heavy = memory[0] if memory else model.dtype
+    meta = {"dtype": dtype_name(heavy)}
+    if model.dtype != heavy:
+        meta["encoder_dtype"] = dtype_name(model.dtype)
+    return meta

@@ -140,7 +140,15 @@ def write_automask_checkpoint(preset: str, path: str | os.PathLike, seed: int = 
     with torch.random.fork_rng():  # the same weights in every run: mask counts depend on them
         torch.manual_seed(seed)
         model = _seeded_reference(preset, seed)
-    sd = perturbed_state_dict(model, seed)
+    sd = blob_mask_weights(perturbed_state_dict(model, seed))
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": sd}, tmp)
+    tmp.rename(path)
+    return path
+
+
+def blob_mask_weights(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The decoder changes of :func:`write_automask_checkpoint`, made to the state dict ``sd`` in place."""
     dec = "sam_mask_decoder."
     for name in ("conv_s0", "conv_s1"):
         sd[f"{dec}{name}.weight"].zero_()
@@ -156,10 +164,7 @@ def write_automask_checkpoint(preset: str, path: str | os.PathLike, seed: int = 
     for i in range(4):
         for kind in ("weight", "bias"):
             sd[f"{dec}output_hypernetworks_mlps.{i}.layers.2.{kind}"] *= 400.0
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": sd}, tmp)
-    tmp.rename(path)
-    return path
+    return sd
 
 
 def build_reference_video(preset: str, checkpoint: str | os.PathLike, image_size: int = 1024):
@@ -177,6 +182,12 @@ def build_reference_video(preset: str, checkpoint: str | os.PathLike, image_size
         REFERENCE_CONFIGS[preset], str(checkpoint), device="cpu", hydra_overrides_extra=extra
     )
     pred.fill_hole_area = 0
+    return cast_memory_on_cpu(pred).eval()
+
+
+def cast_memory_on_cpu(pred):
+    """``pred`` (a reference SAM2VideoPredictor) with its memory attention casting the memory to the
+    compute dtype (see :func:`build_reference_video`); returns ``pred``."""
     attn = pred.memory_attention
     plain_forward = attn.forward
 
@@ -185,7 +196,7 @@ def build_reference_video(preset: str, checkpoint: str | os.PathLike, image_size
         return plain_forward(curr, memory.to(dtype), curr_pos, memory_pos.to(dtype), num_obj_ptr_tokens)
 
     attn.forward = forward
-    return pred.eval()
+    return pred
 
 
 EIGHT = np.ones((3, 3), dtype=bool)

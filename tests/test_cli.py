@@ -154,7 +154,7 @@ def test_segment_writes_masks_overlay_and_json(case, capsys, tmp_path, image_pat
 
     result = check_outputs(out, "photo", (H, W), n_masks)
     assert result["weights"] == f"checkpoint:{checkpoint}"
-    assert result["model"] == "sam2.1_hiera_tiny" and result["dtype"] == "torch.float32"
+    assert result["model"] == "sam2.1_hiera_tiny" and result["dtype"] == "float32"
     assert result["image"] == str(image_path)
     scores = ", ".join(f"{m['score']:.3f}" for m in result["masks"])
     assert re.fullmatch(
@@ -182,9 +182,11 @@ def test_segment_infers_the_preset_from_the_checkpoint(capsys, tmp_path, image_p
     assert check_outputs(out, "photo", (H, W), 1)["model"] == "sam2_hiera_tiny"
 
     rc, stdout, stderr = run(capsys, *args, "--model", "sam2.1_hiera_t")
-    assert rc == 2 and stdout == ""
-    assert stderr.startswith(
-        "masklet segment: error: this checkpoint looks like sam2_hiera_tiny, but the model"
+    assert (rc, stdout, stderr) == (
+        2,
+        "",
+        f"masklet segment: error: --checkpoint {ckpt} holds sam2_hiera_tiny weights, but --model is "
+        "sam2.1_hiera_t: pass --model sam2_hiera_tiny, or leave --model out to infer it from the file\n",
     )
 
 
@@ -262,6 +264,15 @@ SEGMENT_ERRORS = {
     "point outside": (
         "{img} --point 500,10 --checkpoint {ck}",
         r"point \[500\.0, 10\.0\] lies outside the image \(x in \[0, 128\], y in \[0, 96\]\)",
+    ),
+    "negative point": (
+        "{img} --point -5,10 --checkpoint {ck}",
+        r"point \[-5\.0, 10\.0\] lies outside the image \(x in \[0, 128\], y in \[0, 96\]\)",
+    ),
+    "box partly outside": (
+        "{img} --box -5,10,50,40 --checkpoint {ck}",
+        r"box \[-5\.0, 10\.0, 50\.0, 40\.0\] reaches outside the image \(x in \[0, 128\], y in \[0, 96\]\); "
+        r"coordinates are x, y in pixels of the original image; clip a box that crosses an edge to the image",
     ),
     "flipped box": (
         "{img} --box 50,50,10,10 --checkpoint {ck}",
@@ -416,6 +427,10 @@ def test_download_puts_the_file_in_the_cache(capsys, monkeypatch, tmp_path, serv
     assert stderr.count("\n") == 1 and stderr.startswith(
         f"masklet download: error: could not download {server.base}/072824/sam2_hiera_small.pt: "
         "the server answered HTTP 404"
+    )
+    assert stderr.endswith(
+        f"save it as {target.parent / 'sam2_hiera_small.pt'} (masklet looks there first), or give a file "
+        "kept elsewhere to a command as --checkpoint PATH\n"
     )
     assert sorted(p.name for p in target.parent.iterdir()) == ["sam2.1_hiera_tiny.pt"]
 

@@ -57,7 +57,8 @@ def test_demo_offline_falls_back_to_random_weights(capsys, tmp_path, offline, im
     assert rc == 0
     assert re.fullmatch(
         rf"official sam2\.1_hiera_tiny checkpoint unavailable \(could not download "
-        rf"{re.escape(offline)}/092824/sam2\.1_hiera_tiny\.pt .*\): running on RANDOM weights, "
+        rf"{re.escape(offline)}/092824/sam2\.1_hiera_tiny\.pt .*, or pass --checkpoint PATH\): "
+        r"running on RANDOM weights, "
         r"masks are meaningless\n",
         stderr,
     ), stderr

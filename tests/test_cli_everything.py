@@ -95,3 +95,32 @@ def test_errors_are_one_line_before_the_model_loads(argv, message, capsys, tmp_p
     assert stderr.count("\n") == 1 and stderr.startswith("masklet everything: error: ")
     assert re.search(message, stderr), stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_progress_bar_advances_one_batch_of_points_at_a_time(capsys, tmp_path, photo, monkeypatch):
+    import tqdm
+
+    seen = []
+
+    class Bar:  # records what the command shows (the real bar is off when stderr is not a terminal)
+        def __init__(self, *args, total=None, unit=None, **kwargs):
+            seen.append((total, unit))
+            self.n = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, k):
+            self.n += k
+            seen.append(self.n)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    out = tmp_path / "out"
+    # 4 x 4 = 16 points in batches of 5: 5, 5, 5, 1
+    args = [*OPEN, "--points-per-batch", "5", "--out", out, *FAST]
+    rc, _, stderr = run(capsys, "everything", photo, *args)
+    assert rc == 0, stderr
+    assert seen == [(16, "point"), 5, 10, 15, 16]

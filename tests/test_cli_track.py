@@ -218,9 +218,19 @@ TRACK_ERRORS = {
         r"--point '0:200,10@1': point \[200\.0, 10\.0\] lies outside the image "
         r"\(x in \[0, 96\], y in \[0, 64\]\)",
     ),
+    "negative frame, no equals sign": ("--point -1:1,1@1", r"--point '-1:1,1@1': FRAME must be >= 0"),
+    "negative point": (
+        "--point 0:-5,10@1",
+        r"--point '0:-5,10@1': point \[-5\.0, 10\.0\] lies outside the image "
+        r"\(x in \[0, 96\], y in \[0, 64\]\)",
+    ),
     "box outside": (
         "--box 0:100,70,120,90@1",
-        r"box \[100\.0, 70\.0, 120\.0, 90\.0\] lies entirely outside the image \(96 x 64\)",
+        r"box \[100\.0, 70\.0, 120\.0, 90\.0\] reaches outside the image \(x in \[0, 96\], y in \[0, 64\]\)",
+    ),
+    "box partly outside": (
+        "--box 0:10,10,97,40@1",
+        r"--box '0:10,10,97,40@1': box \[10\.0, 10\.0, 97\.0, 40\.0\] reaches outside the image",
     ),
     "flipped box": ("--box 0:50,50,10,10@1", r"box \[50\.0, 50\.0, 10\.0, 10\.0\] has x1 < x0 or y1 < y0"),
     "object id 0": (

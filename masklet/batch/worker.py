@@ -72,8 +72,15 @@ class ItemWorker:
             import torch
 
             torch.set_num_threads(int(threads))
+        from ..runtime import precision_meta
+
         built = model.build()
-        self.meta = {"model": built.cfg.name, "weights": model.weights(), "image_size": built.image_size}
+        self.meta = {
+            "model": built.cfg.name,
+            "weights": model.weights(),
+            **precision_meta(built),
+            "image_size": built.image_size,
+        }
         self.work = job.setup(built, self.meta)
         self.out = Path(out)
         self.max_retries = max_retries

@@ -18,7 +18,7 @@ import os
 import sys
 
 from .batch import add_batch_parser, cmd_batch
-from .common import DEFAULT_MODEL, CLIError, load_model, one_line, user_errors
+from .common import DEFAULT_MODEL, ArgumentParser, CLIError, load_model, one_line, user_errors
 from .demo import add_demo_parser, cmd_demo
 from .eval import add_eval_parser, cmd_eval
 from .everything import add_everything_parser, cmd_everything
@@ -60,7 +60,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="masklet", description="SAM 2 / SAM 2.1 segmentation from scratch in PyTorch"
     )
     sub = parser.add_subparsers(dest="command", required=True)

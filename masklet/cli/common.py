@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
+# How the command line says where a checkpoint can come from when the official file cannot be had.
+OWN_CHECKPOINT = "pass --checkpoint PATH (or --random-weights to test the pipeline)"
 
 
 class CLIError(Exception):
@@ -14,6 +17,17 @@ class CLIError(Exception):
 
 
 # ------------------------------------------------------------------ argument parsing helpers
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that a value starting with a negative number (``--point -5,10``,
+    ``--box -3,0,40,50``) is a value: argparse takes only plain numbers (``-5``) for values and anything
+    else after a ``-`` for an unknown option. No masklet option starts with ``-`` and a digit, so the
+    two cannot be confused. Sub-command parsers inherit the class."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"-\.?\d")
+
+
 def parse_floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
     """Comma-separated numbers, as many as one of ``n``; ArgumentTypeError naming ``what`` otherwise."""
     try:
@@ -87,6 +101,15 @@ def add_model_args(p: argparse.ArgumentParser, image_size_help: str | None = Non
     g.add_argument("--onnx-dir", type=Path, default=None, help="the export folder for --backend onnx")
 
 
+def run_meta(model, weights: str) -> dict:
+    """What every JSON output records about the run: the preset, the weights ('official',
+    'checkpoint:PATH' or 'random': masks from random weights are meaningless) and the precision
+    (:func:`masklet.runtime.precision_meta`: ``float32`` / ``bfloat16``)."""
+    from ..runtime import precision_meta
+
+    return {"model": model.cfg.name, "weights": weights, **precision_meta(model)}
+
+
 def check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; expected a folder (it is created if missing)")
@@ -141,18 +164,34 @@ def _load(args, device, dtype, enc, name, allow_random_fallback):
         if args.checkpoint is not None:
             raise CLIError("--random-weights and --checkpoint exclude each other; pass only one of them")
         return checkpoints.build_model(name, random_seed=0, **place), "random"
+    if args.checkpoint is None and name == "auto":
+        raise CLIError(
+            "--model auto infers the preset from a checkpoint file: add --checkpoint PATH, or give a "
+            f"preset name such as {DEFAULT_MODEL}"
+        )
+    if args.checkpoint is not None and not args.checkpoint.expanduser().exists():
+        raise CLIError(
+            f"--checkpoint {args.checkpoint}: no such file; expected a .pt or .safetensors file. Check the "
+            "path, or leave --checkpoint out to use the official file (downloaded once into the cache)"
+        )
     try:
         if args.checkpoint is not None:
             model = checkpoints.build_model(args.model or "auto", args.checkpoint, **place)
             return model, f"checkpoint:{args.checkpoint}"
         return checkpoints.build_model(name, None, **place), "official"
     except checkpoints.CheckpointError as exc:
+        if isinstance(exc, checkpoints.PresetMismatch) and args.checkpoint is not None:
+            raise CLIError(
+                f"--checkpoint {args.checkpoint} holds {exc.found} weights, but --model is {args.model}: "
+                f"pass --model {exc.found}, or leave --model out to infer it from the file"
+            ) from None
         # Only a missing official file falls back: a checkpoint the user named must load or fail.
         if not allow_random_fallback or args.checkpoint is not None:
-            raise CLIError(str(exc)) from None
+            raise CLIError(checkpoint_message(exc)) from None
+        why = checkpoint_message(exc, "pass --checkpoint PATH")
         print(
-            f"official {name} checkpoint unavailable ({one_line(exc)}): "
-            "running on RANDOM weights, masks are meaningless",
+            f"official {name} checkpoint unavailable ({why}): running on RANDOM weights, "
+            "masks are meaningless",
             file=sys.stderr,
         )
         return checkpoints.build_model(name, random_seed=0, **place), "random"
@@ -190,6 +229,14 @@ def _load_onnx(args):
         )
     except OnnxBackendError as exc:
         raise CLIError(str(exc)) from None
+
+
+def checkpoint_message(exc: Exception, own_file: str = OWN_CHECKPOINT) -> str:
+    """A checkpoint error on one line; a failed download ends with ``own_file`` (how to pass a file on
+    the command line) instead of the Python argument that the library's message names."""
+    from ..checkpoints import CheckpointUnavailable
+
+    return one_line(exc.advice(own_file) if isinstance(exc, CheckpointUnavailable) else exc)
 
 
 def parse_device(text: str | None):

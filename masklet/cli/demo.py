@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, check_out_dir, load_model
+from .common import CLIError, add_model_args, check_out_dir, load_model, run_meta
 from .segment import segment_one, write_outputs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -91,7 +91,6 @@ def _demo_image(out: Path, predictor, stem: str, image: np.ndarray, weights: str
     t0 = time.perf_counter()
     predictor.set_image(image)
     t_embed = time.perf_counter() - t0
-    model = predictor.model
     for kind, pts, boxes in prompts:
         masks, scores = segment_one(predictor, image, pts, boxes, multimask=False)
         meta = {
@@ -99,9 +98,7 @@ def _demo_image(out: Path, predictor, stem: str, image: np.ndarray, weights: str
             "prompt": kind,
             "points": pts,
             "boxes": boxes,
-            "model": model.cfg.name,
-            "weights": weights,
-            "dtype": str(model.dtype),
+            **run_meta(predictor.model, weights),
             "set_image_seconds": round(t_embed, 3),
         }
         write_outputs(out, f"{stem}_{kind}", image, masks, scores, meta)
@@ -154,7 +151,7 @@ def _demo_track(args, model, name: str, source, weights: str) -> None:
     from tqdm import tqdm
 
     from ..inference.video import VideoPredictor
-    from .prompts import open_writers, run_meta
+    from .prompts import open_writers
     from .track import propagate
 
     out = args.out / "video"

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, check_out_dir, load_model
-from .prompts import run_meta
+from .common import CLIError, add_model_args, check_out_dir, load_model, run_meta
 
 # Masks decoded at once while drawing the overlay (bounded memory on large images).
 _DRAW_CHUNK = 16
@@ -127,12 +126,17 @@ def cmd_everything(args) -> int:
     check_generator_settings(kwargs, image.shape[:2])
     model, weights = load_model(args)
     generator = AutoMaskGenerator(model, **kwargs)
+    batches = _batch_sizes(generator, image.shape[:2])
     t0 = time.perf_counter()
-    with tqdm(desc="segmenting", unit="batch", file=sys.stderr, disable=None, leave=False) as bar:
+    with tqdm(
+        desc="segmenting", total=sum(batches), unit="point", file=sys.stderr, disable=None, leave=False
+    ) as bar:
+        shown = [0]  # points shown so far (the bar's own count stays 0 while it is disabled)
 
         def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            points = sum(batches[:done]) if total == len(batches) else sum(batches) * done // total
+            bar.update(points - shown[0])
+            shown[0] = points
 
         records = generator.generate(image, progress=progress)
     elapsed = time.perf_counter() - t0
@@ -147,6 +151,18 @@ def cmd_everything(args) -> int:
     label = " [RANDOM WEIGHTS]" if weights == "random" else ""
     print(f"{args.image.name}: {len(records)} mask(s), {elapsed:.2f} s{label} -> {args.out}")
     return 0
+
+
+def _batch_sizes(generator, image_hw: tuple[int, int]) -> list[int]:
+    """Points in each batch the generator decodes, in its order (crop by crop, a crop's grid in
+    batches of points_per_batch): the progress bar advances one batch of points at a time."""
+    from ..inference.automask_ops import crop_boxes
+
+    cfg = generator.config
+    _, layers = crop_boxes(image_hw, cfg.crop_n_layers, cfg.crop_overlap_ratio)
+    n = cfg.points_per_batch
+    sizes = (len(generator.point_grids[layer]) for layer in layers)
+    return [min(n, size - start) for size in sizes for start in range(0, size, n)]
 
 
 def _write_json(path: Path, image_path: Path, hw: tuple[int, int], records: list[dict], meta: dict) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .common import CLIError, checkpoint_message
+
 
 def add_models_parsers(sub) -> None:
     sub.add_parser("models", help="list presets, sizes, cache status and download URLs")
@@ -23,9 +25,13 @@ def cmd_models(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from ..checkpoints import download_checkpoint
+    from ..checkpoints import CheckpointUnavailable, download_checkpoint
 
     for name in args.names:
-        path = download_checkpoint(name)
+        try:
+            path = download_checkpoint(name)
+        except CheckpointUnavailable as exc:
+            elsewhere = "give a file kept elsewhere to a command as --checkpoint PATH"
+            raise CLIError(checkpoint_message(exc, elsewhere)) from None
         print(f"{name}: {path}")
     return 0

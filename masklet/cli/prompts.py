@@ -131,12 +131,6 @@ def frame_range(n_frames: int) -> str:
     return f"the video has {n_frames} frames (0..{n_frames - 1})"
 
 
-def run_meta(model, weights: str) -> dict:
-    """What masks.json records about the run: the preset, the weights ('official', 'checkpoint:PATH' or
-    'random': masks from random weights are meaningless) and the precision."""
-    return {"model": model.cfg.name, "weights": weights, "dtype": str(model.dtype).replace("torch.", "")}
-
-
 def track_formats(text: str) -> list[str]:
     """``--format`` -> the chosen subset of :data:`TRACK_FORMATS`, in the order given."""
     formats = [f.strip().lower() for f in text.split(",") if f.strip()]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, check_out_dir, load_model, parse_box, parse_point
+from .common import CLIError, add_model_args, check_out_dir, load_model, parse_box, parse_point, run_meta
 
 
 def add_segment_parser(sub) -> None:
@@ -106,9 +106,7 @@ def cmd_segment(args) -> int:
     elapsed = time.perf_counter() - t0
     meta = {
         "image": str(args.image),
-        "model": model.cfg.name,
-        "weights": weights,
-        "dtype": str(model.dtype),
+        **run_meta(model, weights),
         "device": str(model.device),
         "seconds": round(elapsed, 3),
     }

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import CLIError, check_out_dir, load_model
+from .common import CLIError, check_out_dir, load_model, run_meta
 from .live_source import LiveSource
-from .prompts import ObjectPrompt, open_writers, run_meta, track_formats, track_prompts
+from .prompts import ObjectPrompt, open_writers, track_formats, track_prompts
 
 
 @dataclass

@@ -9,13 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from .common import CLIError, add_model_args, check_out_dir, load_model
+from .common import CLIError, add_model_args, check_out_dir, load_model, run_meta
 from .prompts import (
     TRACK_PROMPTS,
     ObjectPrompt,
     frame_range,
     open_writers,
-    run_meta,
     track_formats,
     track_prompts,
 )

@@ -57,12 +57,24 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
+def _check_start_weights(checkpoint: str | None, config: Path) -> None:
+    """The weights to start from must exist before any work: null (random) is the alternative here, not
+    the official file the library's message suggests."""
+    if checkpoint is not None and not Path(checkpoint).expanduser().exists():
+        raise CLIError(
+            f"model.checkpoint {checkpoint}: no such file; expected a .pt or .safetensors file. Fix the path "
+            f"(in {config} or with --set model.checkpoint=PATH), or set it to null to start from random "
+            "weights (model.init_seed)"
+        )
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from ..train import Trainer, load_config
 
     cfg = load_config(args.config, _overrides(args.overrides))
+    _check_start_weights(cfg.model.checkpoint, args.config)
     out = args.out or Path("runs") / args.config.stem
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; expected a folder (it is created if missing)")

@@ -164,8 +164,8 @@ def _davis_object_count(gt: VideoMasks, first_frame) -> int:
     if n == 0:
         raise EvalInputError(
             f"video {gt.name!r}: the first annotated frame {first_frame} has no object, and the davis "
-            "protocol takes the objects from it (ids 1..max); use protocol sav to score objects that "
-            "appear later"
+            "protocol takes the objects from it (ids 1..max); score objects that appear later with the "
+            "sav protocol (--protocol sav, protocol='sav')"
         )
     return n
 
@@ -199,7 +199,9 @@ def _score_id_maps(
                 raise EvalInputError(
                     f"{pred.path(chunk[t])} holds id {int(p[t].max())} but video {video!r} has {n} "
                     f"object(s) (ids 1..{n} in its first annotated frame); predicted ids must be 1..{n}, "
-                    "0 = background"
+                    "0 = background: the davis protocol scores only the objects of the first annotated "
+                    "frame. If objects appear after it, score with the sav protocol (--protocol sav, "
+                    "protocol='sav')"
                 )
             gt_ids.update(np.unique(g).tolist())
             ids = range(1, n + 1)
@@ -262,7 +264,8 @@ def _score_objects(
         if protocol == "sav" and not seen:
             raise EvalInputError(
                 f"object {obj:03d} of video {video!r} is empty in every evaluated ground-truth frame, so the "
-                "sav protocol cannot score it (the official scorer stops there too); use protocol davis"
+                "sav protocol cannot score it (the official scorer stops there too); use the davis protocol "
+                "(--protocol davis, protocol='davis')"
             )
         rows.append(object_score(video, obj, _joined(track), protocol))
     return rows

@@ -9,7 +9,13 @@ Usage::
                                          mask_input=logits[scores.argmax()][None], multimask_output=False)
 
 Coordinates are x, y in pixels of the original image (``normalize_coords=True``, the default) or
-relative in [0, 1] (``normalize_coords=False``). Outputs are numpy arrays at the original resolution.
+relative in [0, 1] (``normalize_coords=False``). Outputs are numpy arrays at the original resolution;
+masks are float32 0/1 as the official predictor returns them (``masks.astype(bool)`` for booleans).
+
+For code written against the official SAM2ImagePredictor, the private attributes it reads are there
+too, read-only: ``_features`` (``{"image_embed": (B, 256, S/16, S/16), "high_res_feats": [(B, 32, S/4,
+S/4), (B, 64, S/8, S/8)]}``, the embedding with the no-memory embedding added), ``_orig_hw`` ([(h, w)]
+per image), ``_is_image_set``, ``_is_batch`` and ``_transforms`` (:class:`.transforms.ImageTransforms`).
 """
 
 from __future__ import annotations
@@ -22,9 +28,8 @@ import torch
 from ..io.images import to_rgb_uint8
 from ..io.preprocess import preprocess_image
 from ..modeling.sam2 import ImageFeatures, SAM2Model
-from .postprocess import fill_holes_and_sprinkles
 from .prompts import PromptError, batch_size_of, check_boxes, check_mask_input, check_points
-from .transforms import to_model_coords
+from .transforms import ImageTransforms, to_model_coords
 
 
 class NoImageError(RuntimeError, ValueError):
@@ -65,13 +70,33 @@ class ImagePredictor:
     def device(self) -> torch.device:
         return self.model.device
 
+    # ------------------------------------------------------------------ official attributes (read-only)
     @property
     def _is_image_set(self) -> bool:
         return self._state is not None
 
     @property
+    def _is_batch(self) -> bool:
+        return self._state is not None and self._state.is_batch
+
+    @property
     def _orig_hw(self) -> list[tuple[int, int]] | None:
         return None if self._state is None else self._state.orig_hw
+
+    @property
+    def _features(self) -> dict | None:
+        """``{"image_embed": (B, 256, S/16, S/16), "high_res_feats": [(B, 32, S/4, S/4), (B, 64, S/8,
+        S/8)]}`` of the images set (None before), as the official predictor keeps them."""
+        if self._state is None:
+            return None
+        f = self._state.features
+        return {"image_embed": f.image_embed, "high_res_feats": list(f.high_res)}
+
+    @property
+    def _transforms(self) -> ImageTransforms:
+        return ImageTransforms(
+            self.model.image_size, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
+        )
 
     # ------------------------------------------------------------------ images
     @torch.inference_mode()
@@ -97,6 +122,8 @@ class ImagePredictor:
 
     def _embed(self, rgbs: list[np.ndarray]) -> ImageFeatures:
         m = self.model
+        # a read-only array (np.asarray of a PIL image) is copied: torch warns on wrapping one
+        rgbs = [np.require(im, requirements="CW") for im in rgbs]
         batch = torch.cat([preprocess_image(im, m.image_size, m.device, m.dtype) for im in rgbs])
         feats = m.encode_image(batch)
         return ImageFeatures(m.embed_without_memory(feats.image_embed), feats.high_res, feats.pos)
@@ -135,19 +162,16 @@ class ImagePredictor:
             box: (4,) x0, y0, x1, y1 or (B, 4).
             mask_input: (1, 256, 256) low-res logits from a previous call (or (B, 1, 256, 256)).
             multimask_output: three candidate masks (for ambiguous single clicks) instead of one.
-            return_logits: return float logits instead of boolean masks.
+            return_logits: return float logits instead of 0/1 masks.
         Returns:
-            masks (C, H, W) [or (B, C, H, W)], scores (C,) [or (B, C)] predicted IoU,
-            low-res logits (C, 256, 256) [or (B, C, 256, 256)] clamped to [-32, 32].
+            masks (C, H, W) [or (B, C, H, W)] float32 0/1 (logits with ``return_logits``), scores (C,)
+            [or (B, C)] predicted IoU, low-res logits (C, 256, 256) [or (B, C, 256, 256)] clamped to
+            [-32, 32]. After ``set_image_batch`` the prompts apply to the last image of the batch, as
+            officially (``predict_batch`` prompts each image).
         """
-        state = self._require_image()
-        if state.is_batch:
-            raise PromptError(
-                "images were set with set_image_batch: use predict_batch, or set_image for one image"
-            )
-        return self._predict_one(
-            0, point_coords, point_labels, box, mask_input, multimask_output, return_logits, normalize_coords
-        )
+        last = len(self._require_image().orig_hw) - 1
+        prompts = (point_coords, point_labels, box, mask_input)
+        return self._predict_one(last, *prompts, multimask_output, return_logits, normalize_coords)
 
     def predict_batch(
         self,
@@ -218,7 +242,7 @@ class ImagePredictor:
         logits, iou = self._decode(img_idx, points, boxes, masks_in, multimask_output, normalize_coords)
         masks = self._postprocess(logits, (h, w))
         if not return_logits:
-            masks = masks > self.mask_threshold
+            masks = (masks > self.mask_threshold).float()
         return _to_numpy(masks), _to_numpy(iou), _to_numpy(logits.clamp(-32.0, 32.0))
 
     def _decode(self, img_idx, points, boxes, masks_in, multimask_output, normalize_coords):
@@ -282,17 +306,11 @@ class ImagePredictor:
 
     def _postprocess(self, low_res: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """(B, C, 256, 256) logits -> (B, C, H, W) float logits at the original size."""
-        if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
-            b, c = low_res.shape[:2]
-            flat = low_res.reshape(b * c, 1, *low_res.shape[-2:])
-            flat = fill_holes_and_sprinkles(
-                flat, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
-            )
-            low_res = flat.view_as(low_res)
-        return self.model.upscale_masks(low_res, hw)
+        return self._transforms.postprocess_masks(low_res, hw)
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
-    """(B, ...) tensor -> numpy, dropping the batch axis for a single prompt (as the official API)."""
+    """(B, ...) tensor -> float32 numpy, dropping the batch axis for a single prompt (as the official
+    API)."""
     t = t.squeeze(0) if t.shape[0] == 1 else t
-    return t.cpu().numpy() if t.dtype == torch.bool else t.float().cpu().numpy()
+    return t.float().cpu().numpy()

@@ -28,16 +28,22 @@ def _as_float_array(x, what: str) -> np.ndarray:
     return arr
 
 
-def _check_in_frame(xy: np.ndarray, what: str, w: float, h: float) -> None:
-    """xy (..., 2). A small margin lets clicks on the last pixel's far edge through."""
+def _check_in_frame(values: np.ndarray, what: str, w: float, h: float) -> None:
+    """values (N, 2k): rows of k x, y pairs (a point, or a box's two corners). A row with any pair
+    outside [0, w] x [0, h] is an error: points and boxes get the same rule, so a box reaching past an
+    edge is refused like a click past it. A small margin lets the last pixel's far edge through."""
+    xy = values.reshape(len(values), -1, 2)
     tol = 1e-6 * max(w, h, 1.0)
     bad = (xy[..., 0] < -tol) | (xy[..., 0] > w + tol) | (xy[..., 1] < -tol) | (xy[..., 1] > h + tol)
+    bad = bad.any(axis=1)
     if np.any(bad):
-        first = xy[bad][0].tolist()
+        first = values[bad][0].tolist()
+        verb = "lies" if xy.shape[1] == 1 else "reaches"
         raise PromptError(
-            f"{what} {first} lies outside the image (x in [0, {w:g}], y in [0, {h:g}]); "
+            f"{what} {first} {verb} outside the image (x in [0, {w:g}], y in [0, {h:g}]); "
             "coordinates are x, y in pixels of the original image"
             + ("" if w > 1 else " (normalize_coords=False expects relative coordinates in [0, 1])")
+            + ("" if xy.shape[1] == 1 else "; clip a box that crosses an edge to the image")
         )
 
 
@@ -88,12 +94,17 @@ def check_points(
             f"unknown point label value(s) {bad}; use 1 (object), 0 (background), -1 (padding) "
             "or 2/3 (box corners)"
         )
-    _check_in_frame(coords, "point", *frame_wh)
+    _check_in_frame(coords.reshape(-1, 2), "point", *frame_wh)
     return coords.astype(np.float32), labels.astype(np.int32)
 
 
 def check_boxes(box, frame_wh: tuple[float, float]) -> np.ndarray | None:
-    """Box (4,) or (B, 4) as x0, y0, x1, y1 -> float32 (B, 4)."""
+    """Box (4,) or (B, 4) as x0, y0, x1, y1 -> float32 (B, 4).
+
+    ``frame_wh`` as in :func:`check_points`; like points, every corner must lie in the image. Flipped
+    boxes (x1 < x0 or y1 < y0) are refused rather than passed on as given (the official predictor does
+    not check them; the prompt encoder would read the corners with swapped roles).
+    """
     if box is None:
         return None
     arr = _as_float_array(box, "box")
@@ -109,10 +120,7 @@ def check_boxes(box, frame_wh: tuple[float, float]) -> np.ndarray | None:
             f"box {arr[flipped][0].tolist()} has x1 < x0 or y1 < y0; boxes are x0, y0, x1, y1 "
             "(top-left, then bottom-right corner)"
         )
-    w, h = frame_wh
-    outside = (arr[:, 0] > w) | (arr[:, 1] > h) | (arr[:, 2] < 0) | (arr[:, 3] < 0)
-    if np.any(outside):
-        raise PromptError(f"box {arr[outside][0].tolist()} lies entirely outside the image ({w:g} x {h:g})")
+    _check_in_frame(arr, "box", *frame_wh)
     return arr.astype(np.float32)
 
 

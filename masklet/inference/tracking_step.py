@@ -9,7 +9,8 @@ tracker and the training rollout (with gradients). It is the official ``track_st
    and boxes (or nothing, on tracked frames) go through the prompt encoder and mask decoder, with the
    previous low-resolution logits as mask input when refining; with several candidates the model's
    :meth:`~SAM2Model.select_output` keeps the best, by the config's ``multimask_for`` rule;
-3. optionally encode the result into a memory (binarised when the frame was clicked).
+3. optionally encode the result into a memory (binarised when the frame was clicked and the config's
+   ``binarize_mask_from_pts_for_mem_enc`` is on, as the official video builder sets it).
 
 The step holds no state and takes no decisions about what to remember: that is the session's
 (:mod:`.video_state`) and the memory bank's (:mod:`.memory_bank`).
@@ -89,7 +90,8 @@ class TrackingStep:
             mask: (B, 1, S, S) binary mask prompt, taken as the output (exclusive with points).
             prev_logits: (B, 1, S/4, S/4) previous low-res logits, the decoder's mask input when
                 refining with more clicks.
-            encode_memory: also encode the result into a memory (binarised when ``points`` were given).
+            encode_memory: also encode the result into a memory (binarised when ``points`` were given
+                and the config's ``binarize_mask_from_pts_for_mem_enc`` is on).
         """
         if mask is not None and points is not None:
             raise ValueError("a tracking step takes a mask prompt or points, not both")
@@ -111,7 +113,8 @@ class TrackingStep:
             res = m.select_output(decoded, multimask)
         memory = None
         if encode_memory:
-            memory = self.memory(f, res.high_res_masks, res.object_score, binarize=points is not None)
+            clicked = points is not None and m.cfg.binarize_mask_from_pts_for_mem_enc
+            memory = self.memory(f, res.high_res_masks, res.object_score, binarize=clicked)
         return StepOutput(res, decoded, memory)
 
     def memory(
@@ -133,9 +136,11 @@ class TrackingStep:
         self, features: ImageFeatures, low_res_masks: torch.Tensor, object_score: torch.Tensor
     ) -> torch.Tensor:
         """The memory of a prompted frame once its prompts are final: its (B, 1, S/4, S/4) output
-        logits upscaled and binarised (as the official predictor consolidates prompted frames)."""
-        high = self.model.upscale_masks(low_res_masks, self.model.image_size)
-        return self.memory(features, high, object_score, binarize=True)
+        logits upscaled, and binarised unless the config's ``binarize_mask_from_pts_for_mem_enc`` is off
+        (as the official predictor consolidates prompted frames, clicked or masked)."""
+        m = self.model
+        high = m.upscale_masks(low_res_masks, m.image_size)
+        return self.memory(features, high, object_score, binarize=m.cfg.binarize_mask_from_pts_for_mem_enc)
 
     @staticmethod
     def _batch(features: ImageFeatures, memories, points, mask) -> int:

@@ -3,7 +3,7 @@
 Usage::
 
     predictor = VideoPredictor(build_model("sam2.1_hiera_tiny"))
-    state = predictor.init_state("clip.mp4")            # or a folder of JPEGs, or a list of arrays
+    state = predictor.init_state(video_path="clip.mp4") # or a folder of JPEGs, or a list of arrays
     predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=[[210, 350]], labels=[1])
     predictor.add_new_points_or_box(state, frame_idx=0, obj_id=2, box=[300, 0, 500, 400])
     for frame_idx, obj_ids, mask_logits in predictor.propagate_in_video(state):
@@ -75,19 +75,19 @@ class VideoPredictor(CorePredictor):
     @torch.inference_mode()
     def init_state(
         self,
-        video,
+        video_path,
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
     ) -> VideoSession:
-        """Open ``video`` lazily: a video file, a folder of JPEG/PNG frames, or HxWx3 uint8 arrays.
+        """Open ``video_path`` lazily: a video file, a folder of JPEG/PNG frames, or HxWx3 uint8 arrays.
 
         Frames are decoded when needed (and prefetched in the background while tracking), so this
         returns quickly for any length. ``offload_video_to_cpu`` keeps preprocessed frames on the CPU;
         ``offload_state_to_cpu`` stores masks and memories on the CPU. ``async_loading_frames`` is
         accepted for compatibility (loading is always lazy).
         """
-        source = open_frames(video)
+        source = open_frames(video_path)
         frame_device = torch.device("cpu") if offload_video_to_cpu else self.device
         loader = FrameLoader(source, self.model.image_size, frame_device)
         storage = torch.device("cpu") if offload_state_to_cpu else self.device
@@ -132,7 +132,12 @@ class VideoPredictor(CorePredictor):
     def add_new_mask(
         self, inference_state: VideoSession, frame_idx: int, obj_id: int, mask
     ) -> tuple[int, list[int], torch.Tensor]:
-        """Give an object's mask on a frame: (H, W) bool/0-1 at the video resolution (or S x S)."""
+        """Give an object's mask on a frame: a 2-D (H, W) mask of any size, usually the video's.
+
+        An array (numpy, list) counts as a boolean mask (nonzero = object); a tensor is read as 0/1
+        values. A mask other than the model's S x S is resized to it (bilinear with antialiasing,
+        then >= 0.5), as officially.
+        """
         s = inference_state
         s.check_frame(frame_idx)
         m = self._mask_prompt(s, mask)
@@ -281,13 +286,13 @@ class VideoPredictor(CorePredictor):
 
     # ------------------------------------------------------------------ helpers
     def _mask_prompt(self, s: VideoSession, mask) -> torch.Tensor:
-        """(H, W) mask at the video resolution (or S x S) -> (1, 1, S, S) float 0/1 on the device."""
-        m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+        """A 2-D (H, W) mask of any size -> (1, 1, S, S) float 0/1 on the device (:meth:`add_new_mask`)."""
+        m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask) != 0)
         size = self.image_size
-        if m.dim() != 2 or tuple(m.shape) not in ((s.video_height, s.video_width), (size, size)):
+        if m.dim() != 2 or 0 in m.shape:
             raise PromptError(
-                f"mask must be a 2-D (H, W) array at the video resolution ({s.video_height}, "
-                f"{s.video_width}) (or the model's {size}x{size}), got shape {tuple(m.shape)}"
+                f"mask must be a 2-D (H, W) array (usually at the video resolution ({s.video_height}, "
+                f"{s.video_width})), got shape {tuple(m.shape)}"
             )
         m = m.to(self.device).float()[None, None]
         if m.shape[-2:] != (size, size):
@@ -302,6 +307,25 @@ class VideoPredictor(CorePredictor):
     def _to_video(self, s: VideoSession, low_res: torch.Tensor) -> torch.Tensor:
         masks = F.interpolate(low_res.float(), size=(s.video_height, s.video_width), mode="bilinear")
         return keep_highest_object(masks) if self.non_overlap_masks else masks
+
+    # ------------------------------------------------------------------ official model methods
+    def _apply_non_overlapping_constraints(self, pred_masks: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) logits of N objects -> only the highest object keeps its score at each pixel
+        (the others at most -10), as the official predictor's method of that name."""
+        return keep_highest_object(pred_masks)
+
+    def to(self, *args, **kwargs) -> VideoPredictor:
+        """Move the model (``torch.nn.Module.to`` arguments); the official predictor is the model."""
+        self.model.to(*args, **kwargs)
+        return self
+
+    def eval(self) -> VideoPredictor:
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> VideoPredictor:
+        self.model.train(mode)
+        return self
 
     def _forget_radius(self) -> int:
         """How far around a correction ``clear_non_cond_mem_around_input`` forgets tracked memories."""

@@ -8,8 +8,10 @@ the fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -40,8 +42,11 @@ class VideoSession:
 
     A video session reads frames from ``frames`` through ``loader``; a live session
     (:meth:`live`) has neither and is shown its frames one at a time (:meth:`show_frame`).
-    For code written against the official predictor, ``session["num_frames"]`` and the other
-    scalar keys of its dict-based state are readable too.
+
+    For code written against the official predictor, the keys of its dict-based state that scripts
+    read are readable too (``session["video_height"]``, ``in``, ``.get``, ``.keys()``; see
+    :meth:`keys`): ``"images"`` is a lazy sequence of the preprocessed frames and
+    ``"output_dict_per_obj"`` a read-only view of the stored outputs. Nothing can be set that way.
     """
 
     frames: FrameSource | None
@@ -206,9 +211,95 @@ class VideoSession:
             self.frames.close()
         self.cached_features = None
 
-    _KEYS = ("num_frames", "video_height", "video_width", "obj_ids", "device", "storage_device")
+    # ------------------------------------------------------------------ the official state's keys
+    _KEYS = (
+        "num_frames",
+        "video_height",
+        "video_width",
+        "obj_ids",
+        "device",
+        "storage_device",
+        "images",
+        "obj_id_to_idx",
+        "obj_idx_to_id",
+        "output_dict_per_obj",
+    )
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys of the official predictor's state dict that this session answers (read-only):
+        num_frames, video_height, video_width, obj_ids, device, storage_device, images (a lazy
+        sequence: ``len``, index -> the preprocessed (3, S, S) float32 frame, decoded on access),
+        obj_id_to_idx, obj_idx_to_id and output_dict_per_obj (object index -> {"cond_frame_outputs",
+        "non_cond_frame_outputs"} -> frame -> {"pred_masks", "obj_ptr", "object_score_logits",
+        "maskmem_features"}; entries of evicted frames hold None)."""
+        return self._KEYS if self.loader is not None else tuple(k for k in self._KEYS if k != "images")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self.keys() else default
 
     def __getitem__(self, key: str):
-        if key not in self._KEYS:
-            raise KeyError(f"{key!r}: a VideoSession is typed; readable keys are {', '.join(self._KEYS)}")
+        if key not in self.keys():
+            raise KeyError(
+                f"{key!r}: a VideoSession is typed; readable keys are {', '.join(self.keys())} "
+                "(the rest of its state is in its fields and methods)"
+            )
+        if key == "images":
+            return _LazyFrames(self.loader, self.num_frames)
+        if key == "obj_id_to_idx":
+            return {o: i for i, o in enumerate(self.obj_ids)}
+        if key == "obj_idx_to_id":
+            return dict(enumerate(self.obj_ids))
+        if key == "output_dict_per_obj":
+            return MappingProxyType({i: _outputs_view(o) for i, o in enumerate(self.objects)})
         return getattr(self, key)
+
+    def __setitem__(self, key: str, value) -> None:
+        raise TypeError(
+            f"cannot set {key!r}: a VideoSession changes only through the predictor's methods "
+            "(add_new_points_or_box, add_new_mask, propagate_in_video, reset_state, ...)"
+        )
+
+
+class _LazyFrames(Sequence):
+    """``session["images"]``: the preprocessed frames, each decoded when indexed."""
+
+    def __init__(self, loader: FrameLoader, n: int) -> None:
+        self._loader, self._n = loader, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, idx):
+        """Frame ``idx`` as a (3, S, S) float32 tensor (a list of them for a slice)."""
+        if isinstance(idx, slice):
+            return [self[i] for i in range(*idx.indices(self._n))]
+        i = operator.index(idx)
+        if not -self._n <= i < self._n:
+            raise IndexError(f"frame index {idx} out of range for a {self._n}-frame video")
+        return self._loader.get(i % self._n)[0]
+
+
+def _outputs_view(obj: ObjectTrack) -> MappingProxyType:
+    """An object's stored outputs as the official state's read-only nested mapping."""
+
+    def view(outputs: dict[int, FrameOutput]) -> MappingProxyType:
+        return MappingProxyType(
+            {
+                t: MappingProxyType(
+                    {
+                        "pred_masks": out.pred_masks,
+                        "obj_ptr": out.obj_ptr,
+                        "object_score_logits": out.object_score,
+                        "maskmem_features": out.maskmem_features,
+                    }
+                )
+                for t, out in sorted(outputs.items())
+            }
+        )
+
+    return MappingProxyType(
+        {"cond_frame_outputs": view(obj.cond), "non_cond_frame_outputs": view(obj.non_cond)}
+    )

@@ -71,8 +71,6 @@ class TrackingCore:
     """
 
     def __init__(self, model: SAM2Model, bank: MemoryBank, fill_hole_area: float) -> None:
-        if fill_hole_area < 0:
-            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
         if bank.num_maskmem > model.cfg.num_maskmem:
             raise ValueError(
                 f"the memory bank has {bank.num_maskmem} memory slots but the model encodes only "
@@ -82,6 +80,16 @@ class TrackingCore:
         self.bank = bank
         self.fill_hole_area = fill_hole_area
         self.step = TrackingStep(model)
+
+    @property
+    def fill_hole_area(self) -> float:
+        return self._fill_hole_area
+
+    @fill_hole_area.setter
+    def fill_hole_area(self, value: float) -> None:
+        if value < 0:
+            raise ValueError(f"fill_hole_area must be >= 0, got {value}")
+        self._fill_hole_area = value
 
     @property
     def device(self) -> torch.device:
@@ -230,6 +238,10 @@ class CorePredictor:
     @property
     def fill_hole_area(self) -> float:
         return self.core.fill_hole_area
+
+    @fill_hole_area.setter
+    def fill_hole_area(self, value: float) -> None:
+        self.core.fill_hole_area = value
 
     @property
     def device(self) -> torch.device:

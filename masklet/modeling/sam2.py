@@ -66,6 +66,21 @@ class SAM2Model(nn.Module):
     def image_size(self) -> int:
         return self.cfg.image_size
 
+    def configure(self, **changes) -> SAM2Model:
+        """Change behaviour settings of this model in place (``ModelConfig.with_behaviour``: the
+        dynamic multimask fallback, click-mask binarisation for memories, the multimask rule, the
+        memory encoder's mask scaling); returns the model. The weights are untouched.
+
+        ``model.configure(dynamic_multimask_via_stability=False, binarize_mask_from_pts_for_mem_enc=False)``
+        is what the official builders do without ``apply_postprocessing``.
+        """
+        self.cfg = self.cfg.with_behaviour(**changes)
+        dec = self.sam_mask_decoder
+        dec.dynamic_multimask_via_stability = self.cfg.dynamic_multimask_via_stability
+        dec.dynamic_multimask_stability_delta = self.cfg.dynamic_multimask_stability_delta
+        dec.dynamic_multimask_stability_thresh = self.cfg.dynamic_multimask_stability_thresh
+        return self
+
     @property
     def device(self) -> torch.device:
         return self.no_mem_embed.device

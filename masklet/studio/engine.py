@@ -8,12 +8,16 @@ before the call returns; the model state in memory is only a cache of what the p
 rebuilt from the stored prompts when missing (after a restart).
 
 Model work is serialised by one lock; a tracking job takes it frame by frame, so requests on other
-media (and every read) go on while a video tracks.
+media (and every read) go on while a video tracks. While nothing else needs the model, the frames a
+user is about to prompt are encoded ahead (:mod:`.prefetch`), so a first click costs what a later one
+does.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,12 +30,13 @@ from ..inference.video_state import VideoSession
 from .cache import FeatureCache, FrameFeatures
 from .errors import Conflict, NotFound, StudioError
 from .media import MediaReader
+from .prefetch import Prefetcher
+from .prompting import MAX_PROMPTS_PER_FRAME, parse_prompt, prompt_arrays
 from .store import Media, ObjectRecord, Project, ProjectError, Prompt
 
 if TYPE_CHECKING:  # the studio only hands the model to predictors
     from ..modeling.sam2 import SAM2Model
-
-MAX_PROMPTS_PER_FRAME = 64
+    from .jobs import Job
 
 
 @dataclass
@@ -40,65 +45,41 @@ class _History:
     redo: list[list[Prompt]] = field(default_factory=list)
 
 
-def parse_prompt(data: dict, width: int, height: int) -> Prompt:
-    """A Prompt from the API's JSON ({"kind": "point", "x", "y", "positive"} or a box), checked
-    against the frame size (pixels; x in [0, width], y in [0, height])."""
-    if not isinstance(data, dict):
-        raise StudioError(
-            'prompt must be an object like {"kind": "point", "x": 10, "y": 20, "positive": true}'
-        )
-    kind = data.get("kind")
-
-    def num(key: str, hi: float) -> float:
-        v = data.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-            raise StudioError(f"prompt {kind} needs a number {key!r}, got {v!r}")
-        if not -0.5 <= v <= hi + 0.5:
-            raise StudioError(f"prompt {key}={v} is outside the frame (0..{hi}); click inside the image")
-        return float(min(max(v, 0.0), hi))
-
-    if kind == "point":
-        positive = data.get("positive", True)
-        if not isinstance(positive, bool):
-            raise StudioError(f"prompt 'positive' must be true or false, got {positive!r}")
-        return Prompt("point", num("x", width), num("y", height), positive=positive)
-    if kind == "box":
-        x0, y0, x1, y1 = num("x0", width), num("y0", height), num("x1", width), num("y1", height)
-        x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
-        if x1 - x0 < 1 or y1 - y0 < 1:
-            raise StudioError("the box is smaller than one pixel: drag a larger rectangle")
-        return Prompt("box", x0, y0, x1, y1)
-    raise StudioError(f"prompt kind must be 'point' or 'box', got {kind!r}")
-
-
-def _arrays(prompts: list[Prompt]):
-    pts = [(p.x0, p.y0) for p in prompts if p.kind == "point"]
-    labels = [1 if p.positive else 0 for p in prompts if p.kind == "point"]
-    boxes = [p for p in prompts if p.kind == "box"]
-    box = (
-        None if not boxes else np.array([boxes[-1].x0, boxes[-1].y0, boxes[-1].x1, boxes[-1].y1], np.float32)
-    )
-    if not pts:
-        return None, None, box
-    return np.array(pts, np.float32), np.array(labels, np.int32), box
-
-
 class Workspace:
-    """The project plus the model state of its media. All public methods are thread-safe."""
+    """The project plus the model state of its media. All public methods are thread-safe.
 
-    def __init__(self, project: Project, model: SAM2Model, feature_cache_bytes: int = 512 * 2**20) -> None:
+    Args:
+        feature_cache_bytes: memory for the image features of video frames (shared by all videos).
+        random_weights: the model has random weights (shown in the app: its masks mean nothing).
+        prefetch: frames (or images) after the one on screen to encode in the background; 0: none.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        model: SAM2Model,
+        feature_cache_bytes: int = 512 * 2**20,
+        random_weights: bool = False,
+        prefetch: int = 3,
+    ) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an int >= 0 (frames to encode ahead), got {prefetch!r}")
         self.project = project
         self.model = model
+        self.random_weights = random_weights
+        self.warnings: list[str] = []  # shown in the app (e.g. files of an image set that were skipped)
         self.lock = threading.RLock()  # model work and the sessions it mutates
         self.features = FeatureCache(feature_cache_bytes)
         self.video = VideoPredictor(model, fill_hole_area=0, add_all_frames_to_correct_as_cond=True)
-        self.image = ImagePredictor(model)
-        self._image_key: tuple[int, int] | None = None
+        # one embedded image per predictor: the image on screen and those encoded ahead of it
+        self._images: OrderedDict[tuple[int, int], ImagePredictor] = OrderedDict()
+        self._image_slots = prefetch + 2
         self._sessions: dict[int, VideoSession] = {}
         self._readers: dict[int, MediaReader] = {}
         self._history: dict[tuple[int, int], _History] = {}
-        self.tracking: dict[int, object] = {}  # media id -> running TrackJob (see tracking.py)
+        self.jobs: dict[int, Job] = {}  # media id -> its running job (see jobs.py)
         self.dirty: set[int] = set()  # objects whose prompts changed since they were last tracked
+        self.prefetch = Prefetcher(self, prefetch)
 
     # ------------------------------------------------------------------ media
     def media(self, media_id: int) -> Media:
@@ -135,16 +116,21 @@ class Workspace:
             raise NotFound(str(exc)) from None
 
     def check_idle(self, media_id: int, what: str) -> None:
-        job = self.tracking.get(media_id)
+        """Conflict while a job (tracking, segment everything) runs on the media."""
+        job = self.jobs.get(media_id)
         if job is not None and job.running:
-            raise Conflict(f"cannot {what} while this video is tracking: cancel the tracking or wait for it")
+            raise Conflict(f"cannot {what} while {job.busy}: cancel it (Cancel, by its progress) or wait")
+
+    def busy(self) -> bool:
+        """True while any job runs (the model is taken, frame by frame or batch by batch)."""
+        return any(job.running for job in list(self.jobs.values()))
 
     # ------------------------------------------------------------------ prompts
     def add_prompt(self, media_id: int, frame: int, object_id: int | None, prompt: dict) -> int:
         """Add one prompt (API JSON) to an object on a frame; returns the object id."""
         w, h = self.frame_size(media_id, frame)
         p = parse_prompt(prompt, w, h)
-        with self.lock:
+        with self._prompting():
             self.check_idle(media_id, "add prompts")
             if object_id is None:
                 obj = self.project.pending_object(media_id) or self.project.new_object(media_id, frame)
@@ -168,6 +154,17 @@ class Workspace:
             hist.redo.clear()
             return obj.id
 
+    @contextmanager
+    def _prompting(self):
+        """The lock for a prompt request. The prefetcher hears of it before the request waits for the
+        lock (so it lets the request go first) and again when it is done (a burst of clicks may follow)."""
+        self.prefetch.touch()
+        try:
+            with self.lock:
+                yield
+        finally:
+            self.prefetch.touch()
+
     def history(self, object_id: int, frame: int) -> tuple[bool, bool]:
         h = self._history.get((object_id, frame))
         return (bool(h.undo), bool(h.redo)) if h else (False, False)
@@ -175,7 +172,7 @@ class Workspace:
     def undo(self, object_id: int, frame: int, redo: bool = False) -> None:
         obj = self.object(object_id)
         self.frame_size(obj.media_id, frame)
-        with self.lock:
+        with self._prompting():
             self.check_idle(obj.media_id, "undo")
             h = self._history.setdefault((object_id, frame), _History())
             stack, other = (h.redo, h.undo) if redo else (h.undo, h.redo)
@@ -193,7 +190,7 @@ class Workspace:
         Returns True when the object still exists."""
         obj = self.object(object_id)
         self.frame_size(obj.media_id, frame)
-        with self.lock:
+        with self._prompting():
             self.check_idle(obj.media_id, "clear prompts")
             before = self.project.prompts(object_id).get(frame, [])
             self._apply(obj, frame, [])
@@ -237,7 +234,7 @@ class Workspace:
             return s
 
     def _video_call(self, s, object_id: int, frame: int, prompts: list[Prompt]) -> torch.Tensor:
-        pts, labels, box = _arrays(prompts)
+        pts, labels, box = prompt_arrays(prompts)
         _, ids, logits = self.video.add_new_points_or_box(
             s, frame, object_id, points=pts, labels=labels, box=box, clear_old_points=True
         )
@@ -253,19 +250,47 @@ class Workspace:
                 self.video.remove_object(s, obj.id, need_output=False)
         return None
 
-    def _set_image(self, media_id: int, frame: int) -> None:
-        if self._image_key != (media_id, frame):
-            self._image_key = None
-            self.image.set_image(self.reader(media_id).rgb(frame))
-            self._image_key = (media_id, frame)
+    def _image_predictor(self, media_id: int, frame: int) -> ImagePredictor:
+        """The predictor holding this image's embedding (embedded now unless kept)."""
+        key = (media_id, frame)
+        predictor = self._images.get(key)
+        if predictor is None:
+            predictor = ImagePredictor(self.model)
+            predictor.set_image(self.reader(media_id).rgb(frame))
+            self._images[key] = predictor
+            while len(self._images) > self._image_slots:
+                self._images.popitem(last=False)
+        self._images.move_to_end(key)
+        return predictor
 
     def _image_mask(self, m: Media, frame: int, prompts: list[Prompt]):
-        self._set_image(m.id, frame)
-        pts, labels, box = _arrays(prompts)
+        predictor = self._image_predictor(m.id, frame)
+        pts, labels, box = prompt_arrays(prompts)
         single = box is None and pts is not None and len(pts) == 1
-        masks, scores, _ = self.image.predict(pts, labels, box, multimask_output=single)
+        masks, scores, _ = predictor.predict(pts, labels, box, multimask_output=single)
         best = int(np.argmax(scores))
-        return masks[best].astype(bool), float(scores[best])
+        # masks may come as bool or as float 0/1 depending on the predictor: binarise either way
+        return np.asarray(masks[best]) > 0.5, float(scores[best])
+
+    def warm(self, media_id: int, frame: int) -> None:
+        """Encode a frame (or image) the user may prompt next, unless its features are kept already.
+
+        Called by the prefetcher with the lock held. A video whose model state would first have to be
+        rebuilt from stored prompts is left alone: that rebuild is the first click's work.
+        """
+        m = self.media(media_id)
+        if m.kind != "video":
+            self._image_predictor(media_id, frame)
+            return
+        if self.features.max_bytes == 0 or self.features.get((media_id, frame)) is not None:
+            return
+        s = self._sessions.get(media_id)
+        if s is None:
+            if any(self.project.prompts(o.id) for o in self.project.objects(media_id)):
+                return
+            s = self.session(media_id)
+        with torch.inference_mode():  # as the predictor's own calls: no autograd state
+            self.video.core.features(s, frame)
 
     # ------------------------------------------------------------------ objects
     def finish(self, object_id: int, label: str) -> ObjectRecord:
@@ -306,31 +331,8 @@ class Workspace:
         for key in [k for k in self._history if k[0] == obj.id]:
             del self._history[key]
 
-    def everything(self, media_id: int, frame: int, **options) -> list[int]:
-        """Segment everything on an image; each mask becomes a done object labeled "object"."""
-        from ..inference.automask import AutoMaskGenerator
-
-        m = self.media(media_id)
-        if m.kind != "images":
-            raise StudioError("segment everything works on image sets; for a video, prompt objects instead")
-        self.frame_size(media_id, frame)
-        with self.lock:
-            gen = AutoMaskGenerator(self.model, **options)
-            records = gen.generate(self.reader(media_id).rgb(frame))
-            ids = []
-            with self.project.transaction():
-                items = []
-                for r in records:
-                    obj = self.project.new_object(media_id, frame)
-                    self.project.finish_object(obj.id, "object")
-                    items.append(
-                        (obj.id, frame, np.asarray(r["segmentation"], bool), "auto", r["predicted_iou"])
-                    )
-                    ids.append(obj.id)
-                self.project.put_masks(items)
-            return ids
-
     def close(self) -> None:
+        self.prefetch.close()
         with self.lock:
             for s in self._sessions.values():
                 s.close()
@@ -338,3 +340,4 @@ class Workspace:
             for r in self._readers.values():
                 r.close()
             self._readers.clear()
+            self._images.clear()

@@ -1,8 +1,10 @@
 """Export and import routes of the studio server.
 
-Exports are written under ``<project>/exports/<format>-<timestamp>/`` and offered as a zip. Imports read
+Exports are written under ``<project>/exports/<format>-<timestamp>/`` and offered as a zip; they hold the
+annotated frames unless every frame is asked for (see :mod:`.transfer`; the overlay video always shows
+every frame). Imports read
 a server path (inside the opened folders or the project, after resolving symlinks) or an uploaded body
-(size-limited).
+(size-limited); format "batch" reads the output folder of ``masklet batch track`` (:mod:`.batch_import`).
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from .batch_import import import_batch
 from .engine import Workspace
 from .errors import Conflict, NotFound, StudioError, TooLarge
 from .guards import is_inside, read_json
 from .transfer import import_set, project_to_set
 
 EXPORT_FORMATS = ("coco", "coco_polygon", "yolo_seg", "yolo_det", "labelme", "mot", "png", "mp4")
-IMPORT_FORMATS = ("coco", "yolo", "labelme")
+IMPORT_FORMATS = ("coco", "yolo", "labelme", "batch")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def export_project(ws: Workspace, fmt: str, media_ids: list[int] | None = None) -> dict:
-    """Write an export; returns {name, path, files, download}."""
+def export_project(
+    ws: Workspace, fmt: str, media_ids: list[int] | None = None, all_frames: bool = False
+) -> dict:
+    """Write an export; returns {name, path, files, frames, download} (``frames``: images/frames in it)."""
     from . import formats
 
     if fmt not in EXPORT_FORMATS:
@@ -38,7 +43,9 @@ def export_project(ws: Workspace, fmt: str, media_ids: list[int] | None = None) 
         or not all(isinstance(i, int) and not isinstance(i, bool) for i in media_ids)
     ):
         raise StudioError("media_ids must be a list of media ids or null (all media)")
-    aset, reader = project_to_set(ws, media_ids)
+    if not isinstance(all_frames, bool):
+        raise StudioError(f"all_frames must be true or false, got {all_frames!r}")
+    aset, reader = project_to_set(ws, media_ids, all_frames=all_frames or fmt == "mp4")
     if fmt == "mot" and not any(im.video for im in aset.images):
         raise StudioError("MOT export needs a video: the project holds only image sets")
     root = ws.project.path / "exports"
@@ -54,7 +61,13 @@ def export_project(ws: Workspace, fmt: str, media_ids: list[int] | None = None) 
     files = formats.export(aset, fmt, tmp, reader=reader, **_style(ws, fmt))
     tmp.rename(out)
     rel = sorted(str(Path(f).resolve().relative_to(tmp.resolve())) for f in files)
-    return {"name": name, "path": str(out), "files": rel, "download": f"/api/exports/{name}.zip"}
+    return {
+        "name": name,
+        "path": str(out),
+        "files": rel,
+        "frames": len(aset.images),
+        "download": f"/api/exports/{name}.zip",
+    }
 
 
 def _style(ws: Workspace, fmt: str) -> dict:
@@ -84,19 +97,42 @@ def import_file(ws: Workspace, fmt: str, path: Path, shown: str | None = None) -
         raise StudioError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
     if not path.exists():
         raise StudioError(f"{path} does not exist")
+    if fmt == "batch":  # a batch track run's output folder: machine-made masks (see batch_import)
+        return import_batch(ws, path)
     try:
         if fmt == "coco":
             aset = formats.import_coco(path)
         elif fmt == "yolo":
-            images, _ = project_to_set(ws)
+            images, _ = project_to_set(ws, all_frames=True)
             aset = formats.import_yolo(path, images.images, None)
         else:
-            images, _ = project_to_set(ws)
             aset = formats.import_labelme(path)
     except (ValueError, KeyError, OSError) as exc:
         text = str(exc).replace(str(path), shown or str(path))
         raise StudioError(f"cannot import {shown or path.name} as {fmt.upper()}: {text}") from None
     return import_set(ws, aset)
+
+
+def _import_path(ws: Workspace, opts, data: dict) -> Path:
+    """The server-side path of an import request, refused unless it lies inside the opened folders or
+    the project folder (relative paths are the project folder's)."""
+    raw = data.get("path")
+    if not isinstance(raw, str) or not raw:
+        raise StudioError("path must be the server-side path of the annotation file or folder")
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = ws.project.path / path
+    roots = [*opts.roots, ws.project.path]
+    if not is_inside(path, roots):
+        raise StudioError(
+            "import paths must be inside the opened folders or the project folder; "
+            + (
+                "start masklet studio with --import OUT to open a batch run's folder elsewhere"
+                if data.get("format") == "batch"
+                else "upload the file instead (POST /api/import/upload)"
+            )
+        )
+    return path
 
 
 def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
@@ -105,7 +141,8 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
         data = await read_json(request)
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(export_project, ws, data.get("format"), data.get("media_ids"))
+        args = (ws, data.get("format"), data.get("media_ids"), data.get("all_frames", False))
+        return await run_in_threadpool(export_project, *args)
 
     @app.get("/api/exports/{name}.zip")
     def download(name: str):
@@ -124,22 +161,13 @@ def register_exchange(app: FastAPI, ws: Workspace, opts) -> None:
     @app.post("/api/import")
     async def import_path(request: Request):
         data = await read_json(request)
-        raw = data.get("path")
-        if not isinstance(raw, str) or not raw:
-            raise StudioError("path must be the server-side path of the annotation file or folder")
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = ws.project.path / path
-        roots = [*opts.roots, ws.project.path]
-        if not is_inside(path, roots):
-            raise StudioError(
-                "import paths must be inside the opened folders or the project folder; "
-                "upload the file instead (POST /api/import/upload)"
-            )
-        busy = [m for m, job in ws.tracking.items() if job.running]
-        if busy:
-            raise Conflict("a video is tracking: wait for it or cancel it, then import")
-        return import_file(ws, data.get("format"), path)
+        path = _import_path(ws, opts, data)
+        if ws.busy():
+            raise Conflict("a job (tracking, segment everything) runs: wait for it or cancel it, then import")
+        from starlette.concurrency import run_in_threadpool
+
+        # a batch run can hold many masks: read them off the event loop, which keeps serving frames
+        return await run_in_threadpool(import_file, ws, data.get("format"), path)
 
     @app.post("/api/import/upload")
     async def import_upload(request: Request, format: str = "coco"):

@@ -5,10 +5,12 @@ A path given to ``masklet studio`` becomes one *media* of the project:
 * a video file (anything PyAV decodes) -> kind ``"video"``;
 * a folder of JPEG/PNG images -> kind ``"video"`` when every stem is a number and the first few images
   share one size (a folder of extracted frames), otherwise kind ``"images"`` (an image set: every image
-  is labeled on its own, sizes may differ). ``--as images`` / ``--as video`` overrides the guess.
+  is labeled on its own, sizes may differ). ``--as images`` / ``--as video`` overrides the guess;
+* one JPEG/PNG file -> an image set of that one image.
 
 Image-set files are listed once; files whose real path leaves the folder (symlinks pointing elsewhere)
-are skipped, so the server never reads outside the paths it was given.
+are skipped, so the server never reads outside the paths it was given. Files of an image set that cannot
+be read as images are skipped too, and named in the spec's :meth:`MediaSpec.warning`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ class MediaSpec:
     height: int
     fps: float | None = None
     frames: tuple[tuple[str, int, int], ...] | None = None  # images: (file name, width, height)
+    skipped: tuple[tuple[str, str], ...] = ()  # images: (file name, why) of unreadable files
+
+    def warning(self) -> str | None:
+        """What was skipped, for the user; None when nothing was."""
+        if not self.skipped:
+            return None
+        shown = "; ".join(f"{name} ({why})" for name, why in self.skipped[:5])
+        more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+        return (
+            f"{self.name}: skipped {len(self.skipped)} file(s) that are not readable images: {shown}{more}. "
+            "Replace them and open the folder again to add them"
+        )
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -59,11 +73,37 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _size(path: Path) -> tuple[int, int]:
+    """(width, height) as ``load_image`` returns the image: upright by its EXIF orientation."""
     try:
         with Image.open(path) as im:
-            return im.size
+            w, h = im.size
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # rotated by 90 or 270 degrees
+            return (h, w) if turned else (w, h)
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaError(f"cannot read image {path}: {exc}; remove or replace the file") from exc
+
+
+def _readable_size(path: Path) -> tuple[int, int] | None:
+    try:
+        return _size(path)
+    except MediaError:
+        return None
+
+
+def _image_set(p: Path, name: str, files: list[Path]) -> MediaSpec:
+    sizes, skipped = [], []
+    for f in files:
+        try:
+            sizes.append((f.name, *_size(f)))
+        except MediaError as exc:
+            skipped.append((f.name, str(exc.__cause__ or exc).split("\n")[0][:120]))
+    if not sizes:
+        raise MediaError(
+            f"none of the {len(files)} image file(s) in {p} can be read (e.g. {skipped[0][0]}: "
+            f"{skipped[0][1]}); give a folder of JPEG/PNG images"
+        )
+    w, h = sizes[0][1], sizes[0][2]
+    return MediaSpec("images", p, name, len(sizes), w, h, None, tuple(sizes), tuple(skipped))
 
 
 def inspect_path(path: str | os.PathLike, kind: str | None = None) -> MediaSpec:
@@ -76,7 +116,10 @@ def inspect_path(path: str | os.PathLike, kind: str | None = None) -> MediaSpec:
     p = p.resolve()
     if p.is_file():
         if p.suffix.lower() in IMAGE_SUFFIXES:
-            raise MediaError(f"{p} is one image: open the folder that holds it ({p.parent})")
+            if kind == "video":
+                raise MediaError(f"{p} is one image: a video is a video file or a folder of frames")
+            w, h = _size(p)
+            return MediaSpec("images", p, p.stem, 1, w, h, None, ((p.name, w, h),))
         if kind == "images":
             raise MediaError(f"{p} is a file: an image set is a folder of JPEG/PNG images")
         try:
@@ -92,20 +135,36 @@ def inspect_path(path: str | os.PathLike, kind: str | None = None) -> MediaSpec:
         raise MediaError(f"no JPEG/PNG images in folder {p}: give a video file or a folder of images")
     if kind is None:
         numbered = all(re.fullmatch(r"\d+", f.stem) for f in files)
-        same = numbered and len({_size(f) for f in files[:_SIZE_PROBE]}) == 1
+        same = numbered and len({s for s in map(_readable_size, files[:_SIZE_PROBE]) if s}) == 1
         kind = "video" if same and len(files) > 1 else "images"
     if kind == "video":
         w, h = _size(files[0])
         return MediaSpec("video", p, p.name, len(files), w, h, None)
-    sizes = [(f.name, *_size(f)) for f in files]
-    return MediaSpec("images", p, p.name, len(files), sizes[0][1], sizes[0][2], None, tuple(sizes))
+    return _image_set(p, p.name, files)
+
+
+def inspect_paths(path: str | os.PathLike, kind: str | None = None) -> list[MediaSpec]:
+    """The MediaSpecs of a path: one, as :func:`inspect_path` gives it, or, for a folder without images
+    of its own that holds videos (video files and/or frame folders, as ``masklet batch`` reads a
+    dataset), one per video, sorted by name (hidden entries skipped)."""
+    p = Path(path).expanduser()
+    if not p.is_dir() or kind == "images" or _image_files(p):
+        return [inspect_path(p, kind)]
+    entries = [
+        e
+        for e in sorted(p.iterdir(), key=lambda e: natural_key(e.name))
+        if not e.name.startswith(".") and (e.is_dir() or e.suffix.lower() in VIDEO_SUFFIXES)
+    ]
+    if not entries:
+        return [inspect_path(p, kind)]  # says what a folder must hold
+    return [inspect_path(e, "video") for e in entries]
 
 
 class MediaReader:
     """Frames of one media by index as (H, W, 3) uint8 RGB, and as JPEG bytes for the browser.
 
     Videos and frame folders read through a lazy ``FrameSource`` (bounded cache); image sets read the
-    listed files. Thread-safe.
+    listed files of their folder (or, for a set of one image, the file ``source``). Thread-safe.
     """
 
     def __init__(self, kind: str, source: str | os.PathLike, frames: list[str] | None = None) -> None:
@@ -131,10 +190,14 @@ class MediaReader:
         assert self._files is not None
         if not 0 <= index < len(self._files):
             raise MediaError(f"image index {index} out of range: the set has {len(self._files)} images")
-        path = self.source / self._files[index]
+        folder = self.source.parent if self.source.is_file() else self.source
+        path = folder / self._files[index]
         if not is_inside(path, [self.source]) or not path.is_file():
             raise MediaError(f"{path} is missing or outside {self.source}")
-        return load_image(path)
+        try:
+            return load_image(path)
+        except ValueError as exc:
+            raise MediaError(f"{exc}; replace the file (the other images can still be labeled)") from None
 
     def jpeg(self, index: int, quality: int = 90) -> bytes:
         """The frame as JPEG bytes (the last few kept: scrubbing back and forth re-sends them)."""

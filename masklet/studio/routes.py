@@ -1,8 +1,8 @@
 """The studio server's JSON routes (docs/studio-api.md), one ``register_*`` function per group.
 
-Each group closes over the workspace (and the tracker for tracking): project and frames, prompts,
-objects, tracking jobs, labels. Model work runs in a worker thread (:func:`threaded`) so that the event
-loop keeps serving frames and job status meanwhile.
+Each group closes over the workspace (and the job board for jobs): project and frames, prompts,
+objects, jobs (tracking, segment everything), labels. Model work runs in a worker thread
+(:func:`threaded`) so that the event loop keeps serving frames and job status meanwhile.
 """
 
 from __future__ import annotations
@@ -13,21 +13,37 @@ from fastapi.responses import Response
 from . import views
 from .engine import Workspace
 from .errors import Conflict, StudioError
+from .everything import check_options, start_everything
 from .guards import read_json
+from .jobs import JobBoard
 from .tracking import Tracker
 
 __all__ = [
+    "register_job_routes",
     "register_label_routes",
     "register_object_routes",
     "register_project_routes",
     "register_prompt_routes",
-    "register_tracking_routes",
     "threaded",
 ]
 
 
-def register_project_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> None:
-    """The project (media, labels, settings, running jobs), frames, overlays and the timeline."""
+def _check_settings(data: dict) -> None:
+    """A settings change (PATCH /api/settings), checked before anything is stored."""
+    unknown = set(data) - set(views.DEFAULT_SETTINGS)
+    if unknown:
+        raise StudioError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(views.DEFAULT_SETTINGS)}")
+    if "shape_mode" in data and data["shape_mode"] not in views.SHAPE_MODES:
+        raise StudioError(f"shape_mode must be one of {', '.join(views.SHAPE_MODES)}")
+    tol = data.get("polygon_tolerance", 1.0)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 50:
+        raise StudioError("polygon_tolerance must be a number of pixels between 0 and 50")
+    if "everything" in data:
+        check_options(data["everything"])
+
+
+def register_project_routes(app: FastAPI, ws: Workspace, board: JobBoard) -> None:
+    """The project (media, labels, settings, model, running jobs), frames, overlays and the timeline."""
 
     def project_json() -> dict:
         p = ws.project
@@ -38,7 +54,9 @@ def register_project_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> No
             "media": [media_json(m) for m in p.media()],
             "labels": [_label_json(ws, lab, counts) for lab in p.labels()],
             "settings": views.settings(ws),
-            "jobs": [j.to_dict(p.revision()) for j in tracker.jobs.values() if j.running],
+            "model": {"name": ws.model.cfg.name, "random_weights": ws.random_weights},
+            "warnings": list(ws.warnings),
+            "jobs": [j.to_dict(p.revision()) for j in board.running()],
             "revision": p.revision(),
         }
 
@@ -52,18 +70,7 @@ def register_project_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> No
     @app.patch("/api/settings")
     async def patch_settings(request: Request):
         data = await read_json(request)
-        unknown = set(data) - set(views.DEFAULT_SETTINGS)
-        if unknown:
-            raise StudioError(
-                f"unknown setting(s) {sorted(unknown)}; known: {sorted(views.DEFAULT_SETTINGS)}"
-            )
-        if "shape_mode" in data and data["shape_mode"] not in views.SHAPE_MODES:
-            raise StudioError(f"shape_mode must be one of {', '.join(views.SHAPE_MODES)}")
-        tol = data.get("polygon_tolerance", 1.0)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 50:
-            raise StudioError("polygon_tolerance must be a number of pixels between 0 and 50")
-        if "everything" in data and not isinstance(data["everything"], dict):
-            raise StudioError("everything must be an object of segment-everything options")
+        _check_settings(data)
         with ws.project.transaction():
             for k, v in data.items():
                 ws.project.set_setting(k, v)
@@ -78,7 +85,9 @@ def register_project_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> No
 
     @app.get("/api/media/{mid}/frames/{t}")
     def get_frame(mid: int, t: int):
-        return views.frame_state(ws, mid, t)
+        state = views.frame_state(ws, mid, t)
+        ws.prefetch.viewing(mid, t)  # the user looks at this frame: encode it and the next ones
+        return state
 
     @app.get("/api/media/{mid}/frames/{t}/overlay.png")
     def overlay(mid: int, t: int, selected: int | None = None):
@@ -90,7 +99,7 @@ def register_project_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> No
 
 
 def register_prompt_routes(app: FastAPI, ws: Workspace) -> None:
-    """Prompts on a frame and segment everything."""
+    """Prompts on a frame."""
 
     @app.post("/api/media/{mid}/frames/{t}/prompts")
     async def add_prompt(mid: int, t: int, request: Request):
@@ -98,20 +107,6 @@ def register_prompt_routes(app: FastAPI, ws: Workspace) -> None:
         oid = _int(data, "object_id", required=False)
         oid = await threaded(ws.add_prompt, mid, t, oid, data.get("prompt"))
         return {**views.frame_state(ws, mid, t), "object_id": oid}
-
-    @app.post("/api/media/{mid}/frames/{t}/everything")
-    async def everything(mid: int, t: int, request: Request):
-        data = await read_json(request) if await request.body() else {}
-        options = {**(ws.project.get_setting("everything", {}) or {}), **data}
-        allowed = {"points_per_side", "pred_iou_thresh", "stability_score_thresh", "min_mask_region_area"}
-        if set(options) - allowed:
-            raise StudioError(f"unknown segment-everything option(s) {sorted(set(options) - allowed)}")
-        options.setdefault("points_per_side", 16)
-        try:
-            await threaded(ws.everything, mid, t, **options)
-        except (TypeError, ValueError) as exc:
-            raise StudioError(str(exc)) from None
-        return views.frame_state(ws, mid, t)
 
 
 def register_object_routes(app: FastAPI, ws: Workspace) -> None:
@@ -166,14 +161,23 @@ def register_object_routes(app: FastAPI, ws: Workspace) -> None:
         return await _on_frame(oid, request, ws.delete)
 
 
-def register_tracking_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> None:
-    """Start, list, read and cancel tracking jobs."""
+def register_job_routes(app: FastAPI, ws: Workspace, board: JobBoard) -> None:
+    """Start tracking and segment everything; list, read and cancel jobs."""
+    tracker = app.state.tracker = Tracker(ws, board)
 
     @app.post("/api/media/{mid}/track")
     async def track(mid: int, request: Request):
         data = await read_json(request)
-        direction = data.get("direction", "forward")
-        job = await threaded(tracker.start, mid, _int(data, "frame"), direction, data.get("object_ids"))
+        end = data.get("end_frame")
+        direction = data.get("direction", "forward" if end is None else None)
+        args = (mid, _int(data, "frame"), direction, data.get("object_ids"), data.get("frames"), end)
+        job = await threaded(tracker.start, *args)
+        return job.to_dict(ws.project.revision())
+
+    @app.post("/api/media/{mid}/frames/{t}/everything")
+    async def everything(mid: int, t: int, request: Request):
+        data = await read_json(request) if await request.body() else {}
+        job = await threaded(start_everything, ws, board, mid, t, data)
         return job.to_dict(ws.project.revision())
 
     @app.get("/api/jobs")
@@ -181,19 +185,20 @@ def register_tracking_routes(app: FastAPI, ws: Workspace, tracker: Tracker) -> N
         rev = ws.project.revision()
         return [
             j.to_dict(rev)
-            for j in tracker.jobs.values()
+            for j in list(board.jobs.values())
             if (media_id is None or j.media_id == media_id) and (not running or j.running)
         ]
 
     @app.get("/api/jobs/{job_id}")
     def get_job(job_id: str):
-        return tracker.job(job_id).to_dict(ws.project.revision())
+        return board.job(job_id).to_dict(ws.project.revision())
 
     @app.post("/api/jobs/{job_id}/cancel")
     def cancel_job(job_id: str):
-        job = tracker.job(job_id)
+        """Asks the job to stop and answers at once: the job ends within one frame (or batch of points)
+        and reads "cancelled" then; meanwhile its record says ``"cancelling": true``."""
+        job = board.job(job_id)
         job.cancel()
-        job.wait(30)
         return job.to_dict(ws.project.revision())
 
 

@@ -25,15 +25,16 @@ from .engine import Workspace
 from .errors import NotFound, StudioError
 from .exchange import register_exchange
 from .guards import is_inside
+from .jobs import JobBoard
+from .media import MediaError
 from .routes import (
+    register_job_routes,
     register_label_routes,
     register_object_routes,
     register_project_routes,
     register_prompt_routes,
-    register_tracking_routes,
 )
 from .store import ProjectError
-from .tracking import Tracker
 
 STATIC = Path(__file__).resolve().parent / "static"
 _TOKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>masklet studio</title></head>
@@ -56,9 +57,9 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     opts = options or ServerOptions()
-    tracker = Tracker(ws)
+    board = JobBoard(ws)
     app = FastAPI(title="masklet studio", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.workspace, app.state.tracker = ws, tracker
+    app.state.workspace, app.state.jobs = ws, board
 
     _install_guards(app, opts)
 
@@ -80,10 +81,10 @@ def create_app(ws: Workspace, options: ServerOptions | None = None) -> FastAPI:
     def static(rel: str):
         return static_file(rel)
 
-    register_project_routes(app, ws, tracker)
+    register_project_routes(app, ws, board)
     register_prompt_routes(app, ws)
     register_object_routes(app, ws)
-    register_tracking_routes(app, ws, tracker)
+    register_job_routes(app, ws, board)
     register_label_routes(app, ws)
     register_exchange(app, ws, opts)
     return app
@@ -118,6 +119,10 @@ def _install_guards(app: FastAPI, opts: ServerOptions) -> None:
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError):
         return _error(exc.status, str(exc))
+
+    @app.exception_handler(MediaError)
+    async def media_error(request: Request, exc: MediaError):
+        return _error(422, str(exc))
 
     @app.exception_handler(ProjectError)
     async def project_error(request: Request, exc: ProjectError):

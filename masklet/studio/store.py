@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .mask_files import fsync_dir
-from .store_core import DB_NAME, FORMAT_NAME, MASKS_DIR, SCHEMA, SCHEMA_VERSION
+from .store_core import DB_NAME, FORMAT_NAME, MASKS_DIR, SCHEMA, SCHEMA_VERSION, upgrade_schema
 from .store_masks import MaskStore
 from .store_objects import ObjectStore
 from .store_records import FrameInfo, Label, MaskInfo, Media, ObjectRecord, ProjectError, Prompt
@@ -266,3 +266,4 @@ def _check_schema(conn: sqlite3.Connection, db_path: Path) -> None:
             f"{db_path} was written by a newer masklet (project schema {version}; this masklet reads up to "
             f"{SCHEMA_VERSION}); upgrade masklet to open it"
         )
+    upgrade_schema(conn, int(version))

@@ -22,12 +22,12 @@ from typing import Any
 from .mask_files import MaskFiles
 from .store_records import MEDIA_KINDS, FrameInfo, Media, ProjectError, check_int
 
-__all__ = ["DB_NAME", "FORMAT_NAME", "SCHEMA", "SCHEMA_VERSION", "ProjectCore"]
+__all__ = ["DB_NAME", "FORMAT_NAME", "SCHEMA", "SCHEMA_VERSION", "ProjectCore", "upgrade_schema"]
 
 DB_NAME = "project.db"
 MASKS_DIR = "masks"
 FORMAT_NAME = "masklet-studio-project"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: masks of source 'machine' (a batch run's pre-labels)
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,12 +90,38 @@ CREATE TABLE masks (
     by INTEGER NOT NULL,
     bw INTEGER NOT NULL,
     bh INTEGER NOT NULL,
-    source TEXT NOT NULL CHECK (source IN ('prompt', 'track', 'import', 'auto')),
+    source TEXT NOT NULL CHECK (source IN ('prompt', 'track', 'import', 'auto', 'machine')),
     score REAL,
     PRIMARY KEY (object_id, frame)
 ) WITHOUT ROWID;
 CREATE INDEX masks_by_frame ON masks(media_id, frame);
 """
+
+
+def upgrade_schema(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a project database of an older schema ``version`` to SCHEMA_VERSION, in one transaction.
+
+    1 -> 2: the masks table takes the source 'machine' (SQLite cannot change a CHECK in place, so the
+    table is rebuilt with the same rows).
+    """
+    if version >= SCHEMA_VERSION:
+        return
+    masks_ddl = SCHEMA[SCHEMA.index("CREATE TABLE masks") :]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE masks RENAME TO masks_v1")
+        conn.execute("DROP INDEX IF EXISTS masks_by_frame")
+        for statement in masks_ddl.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO masks SELECT * FROM masks_v1")
+        conn.execute("DROP TABLE masks_v1")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
 
 _BUMP_REVISION = "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revision'"
 

@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "LABEL_PALETTE",
+    "MACHINE_SOURCES",
     "MASK_SOURCES",
     "MEDIA_KINDS",
     "OBJECT_STATUSES",
@@ -32,7 +33,10 @@ __all__ = [
 
 MEDIA_KINDS = ("video", "images")
 OBJECT_STATUSES = ("pending", "done")
-MASK_SOURCES = ("prompt", "track", "import", "auto")
+MASK_SOURCES = ("prompt", "track", "import", "auto", "machine")
+# made by a model without a person confirming them (a re-track may replace them): tracked here, or
+# pre-labels of a batch run ("machine"); prompted and imported-label masks are a person's
+MACHINE_SOURCES = ("track", "machine")
 MAX_LABEL_NAME = 100
 
 # Twenty colours that stay distinguishable from each other and on most footage (Trubetskoy's list).

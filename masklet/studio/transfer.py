@@ -2,7 +2,12 @@
 
 Image keys: a video frame is ``"<media name>/<frame:06d>"`` (file name ``<media name>/<frame:06d>.jpg``,
 ``video`` = media name, ``frame_index`` = frame); an image of an image set is ``"<media name>/<file
-name>"``. Only finished objects are exported, pending ones are work in progress. Importing matches
+name>"``. Only finished objects are exported, pending ones are work in progress.
+
+An export holds the *annotated* frames: those where a finished object has a mask (prompted, tracked,
+imported or from segment everything; an empty mask counts too: tracking reached the frame and found the
+object gone). Frames never labeled or reached by tracking are left out instead of becoming "no objects
+here"; ``all_frames=True`` writes every frame (unannotated ones without objects). Importing matches
 images by key, by file name, and (for files written by other tools) by the frame number in a file stem
 under a folder named like the video, or by the bare file name within an image set.
 """
@@ -35,8 +40,9 @@ def _media_names(ws: Workspace, media_ids: list[int] | None) -> dict[int, str]:
     return names
 
 
-def project_to_set(ws: Workspace, media_ids: list[int] | None = None):
-    """(AnnotationSet, reader: key -> RGB frame) of the project's finished objects."""
+def project_to_set(ws: Workspace, media_ids: list[int] | None = None, all_frames: bool = False):
+    """(AnnotationSet, reader: key -> RGB frame) of the project's finished objects, on the annotated
+    frames (every frame with ``all_frames``)."""
     project = ws.project
     names = _media_names(ws, media_ids)
     labels = project.labels()
@@ -45,8 +51,13 @@ def project_to_set(ws: Workspace, media_ids: list[int] | None = None):
     where: dict[str, tuple[int, int]] = {}
     for mid, name in names.items():
         m = project.get_media(mid)
+        objects = {o.id: o for o in project.objects(mid, status="done")}
+        infos = [i for i in project.all_mask_infos(mid) if i.object_id in objects]
+        annotated = {i.frame for i in infos}
         keys = {}
         for t in range(m.num_frames):
+            if not all_frames and t not in annotated:
+                continue
             if m.kind == "video":
                 key = f"{name}/{t:06d}"
                 entry = ImageEntry(key, key + ".jpg", m.width, m.height, name, t)
@@ -57,10 +68,9 @@ def project_to_set(ws: Workspace, media_ids: list[int] | None = None):
             aset.images.append(entry)
             keys[t] = key
             where[key] = (mid, t)
-        objects = {o.id: o for o in project.objects(mid, status="done")}
-        for info in project.all_mask_infos(mid):
-            o = objects.get(info.object_id)
-            if o is None or info.area == 0:
+        for info in infos:
+            o = objects[info.object_id]
+            if info.area == 0:
                 continue
             mask = project.mask(o.id, info.frame)
             label = label_name.get(o.label_id, "object")

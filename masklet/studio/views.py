@@ -82,16 +82,26 @@ def frame_state(ws: Workspace, media_id: int, frame: int) -> dict:
                 "can_redo": can_redo,
             }
         )
-    name = project.frame_info(media_id, frame).name
     return {
         "media_id": media_id,
         "frame": frame,
         "width": width,
         "height": height,
-        "name": name,
+        "name": project.frame_info(media_id, frame).name,
         "revision": project.revision(),
         "objects": objects,
+        "absent": _absent(ws, media_id, styles, ids),
     }
+
+
+def _absent(ws: Workspace, media_id: int, styles: dict[int, dict], shown: set[int]) -> list[dict]:
+    """The other objects of a video (none on this frame: no mask, an empty one, or no prompts), so the
+    app lists every object and a lost one can be corrected. Image-set objects belong to one image."""
+    if ws.media(media_id).kind != "video":
+        return []
+    keys = ("id", "track_id", "label", "color", "status", "end_frame")
+    rest = sorted((st for oid, st in styles.items() if oid not in shown), key=lambda st: st["track_id"])
+    return [{k: st[k] for k in keys} for st in rest]
 
 
 def overlay_png(ws: Workspace, media_id: int, frame: int, selected: int | None = None) -> bytes:
@@ -130,12 +140,17 @@ def timeline(ws: Workspace, media_id: int) -> dict:
     m = ws.media(media_id)
     styles = object_styles(ws, media_id)
     cover = ws.project.coverage(media_id)
+    machine: dict[int, list[int]] = {}  # frames whose mask a model made and no person confirmed
+    for info in ws.project.all_mask_infos(media_id):
+        if info.source == "machine" and info.area > 0:
+            machine.setdefault(info.object_id, []).append(info.frame)
     objects = []
     for oid, st in sorted(styles.items(), key=lambda kv: kv[1]["track_id"]):
         objects.append(
             {
                 **{k: st[k] for k in ("id", "track_id", "label", "color", "status")},
                 "runs": _runs(cover.get(oid, [])),
+                "machine": _runs(sorted(machine.get(oid, []))),
                 "prompted": sorted(ws.project.prompts(oid)),
             }
         )

@@ -64,6 +64,23 @@ def test_errors_are_one_line_with_status_2(tmp_path, capsys):
     assert rc == 2 and "is a folder; expected a .csv file path" in stderr
 
 
+def test_late_predicted_ids_under_davis_suggest_protocol_sav(tmp_path, capsys):
+    gt = two_objects(5)
+    gt[0][gt[0] == 2] = 0  # object 2 enters on frame 1
+    write_davis(tmp_path / "davis", {"cows": gt}, split=["cows"])
+    write_preds(tmp_path / "pred", {"cows": gt})
+    rc, stdout, stderr = run(capsys, "eval", "score", tmp_path / "pred", tmp_path / "davis")
+    assert (rc, stdout) == (2, "") and stderr.count("\n") == 1
+    assert stderr.startswith(f"masklet eval: error: {tmp_path / 'pred' / 'cows' / '00001.png'} holds id 2 ")
+    assert stderr.endswith(
+        "If objects appear after it, score with the sav protocol (--protocol sav, protocol='sav')\n"
+    )
+    rc, stdout, stderr = run(
+        capsys, "eval", "score", tmp_path / "pred", tmp_path / "davis", "--protocol", "sav"
+    )
+    assert rc == 0 and "protocol sav, layout davis" in stdout, stderr
+
+
 def test_warnings_go_to_stderr(tmp_path, capsys):
     gt = two_objects(4)
     pred = gt.copy()

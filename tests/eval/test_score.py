@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -105,8 +106,13 @@ def test_davis_protocol_takes_objects_from_the_first_frame(tmp_path):
     assert [o.obj_id for o in report.objects] == [1]
     assert any("ids [2] are not in its first frame" in w for w in report.warnings)
     write_preds(tmp_path / "pred", {"v": pred})
-    with pytest.raises(EvalInputError, match=r"00002.png holds id 2 but video 'v' has 1 object.*1\.\.1"):
+    with pytest.raises(EvalInputError) as err:
         score_folder(tmp_path / "pred", tmp_path / "gt", "mose", protocol="davis")
+    assert re.search(r"00002.png holds id 2 but video 'v' has 1 object.*1\.\.1", str(err.value))
+    assert str(err.value).endswith(
+        "the davis protocol scores only the objects of the first annotated frame. If objects appear after "
+        "it, score with the sav protocol (--protocol sav, protocol='sav')"
+    )
 
 
 def test_davis_protocol_scores_missing_predicted_ids_as_empty(tmp_path):
@@ -147,7 +153,9 @@ def test_sav_object_empty_in_every_evaluated_frame(tmp_path):
     write_sav(
         tmp_path / "pred", {"v": {0: {"00000": blank, "00004": blank, "00008": blank}}}, annotations=False
     )
-    with pytest.raises(EvalInputError, match="object 000 of video 'v' is empty in every evaluated"):
+    with pytest.raises(
+        EvalInputError, match=r"object 000 of video 'v' is empty in every evaluated.*protocol='davis'"
+    ):
         score_folder(tmp_path / "pred", tmp_path / "gt", "sav")
     report = score_folder(tmp_path / "pred", tmp_path / "gt", "sav", protocol="davis")
     assert report.objects[0].j.mean == 1.0  # nothing to find on frame 00004, nothing found
@@ -178,7 +186,7 @@ def test_too_short_or_empty_first_frame(tmp_path):
         score_folder(tmp_path / "pred", tmp_path / "gt", "davis", skip_first_last=False).summary.jf_mean == 1
     )
     save_ids(tmp_path / "gt" / "v" / "00000.png", np.zeros((24, 32)))
-    with pytest.raises(EvalInputError, match="first annotated frame 00000 has no object"):
+    with pytest.raises(EvalInputError, match=r"first annotated frame 00000 has no object.*--protocol sav"):
         score_folder(tmp_path / "pred", tmp_path / "gt", "davis", skip_first_last=False)
 
 

@@ -32,7 +32,7 @@ def test_checkpoint_of_another_preset(capsys, tmp_path, video_checkpoint):
     rc, err = export_cli(
         capsys, "--model", "sam2_hiera_tiny", "--checkpoint", str(video_checkpoint), "--out", str(tmp_path)
     )
-    assert rc == 2 and "checkpoint looks like sam2.1_hiera_tiny, but the model is sam2_hiera_tiny" in err, err
+    assert rc == 2 and "holds sam2.1_hiera_tiny weights, but --model is sam2_hiera_tiny" in err, err
     assert not (tmp_path / "masklet.json").exists()
 
 

@@ -30,7 +30,7 @@ def masklet_mask(predictor: ImagePredictor, prompt: list[dict]) -> np.ndarray:
         point_labels=np.array(labels) if points else None,
         box=np.array(boxes[0], dtype=np.float32) if boxes else None,
     )
-    return masks[int(np.argmax(iou))]
+    return masks[int(np.argmax(iou))].astype(bool)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS, ids=["click", "two-clicks", "box"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -50,7 +52,11 @@ def test_predict_before_set_image_is_a_clear_error(predictor):
         (dict(box=[50, 10, 20, 40]), "x1 < x0"),
         (dict(box=[10, 50, 20, 40]), "y1 < y0"),
         (dict(box=[1, 2, 3]), "shape"),
-        (dict(box=[500, 500, 600, 600]), "entirely outside"),
+        (dict(box=[500, 500, 600, 600]), r"reaches outside the image \(x in \[0, 160\], y in \[0, 120\]\)"),
+        (dict(box=[-4, 3, 50, 40]), r"box \[-4\.0, 3\.0, 50\.0, 40\.0\] reaches outside the image"),
+        (dict(box=[10, 3, 161, 40]), r"box \[10\.0, 3\.0, 161\.0, 40\.0\] reaches outside the image"),
+        (dict(box=[[1, 1, 9, 9], [10, 3, 50, 121]]), r"box \[10\.0, 3\.0, 50\.0, 121\.0\] reaches outside"),
+        (dict(box=[0.1, 0.1, 1.2, 0.5], normalize_coords=False), "reaches outside.*relative coordinates"),
         (dict(point_coords=[[0.5, 2.0]], point_labels=[1], normalize_coords=False), "relative coordinates"),
         (dict(mask_input=np.zeros((1, 32, 32))), "low-resolution logits"),
         (dict(point_coords=[[[5, 3]], [[6, 6]]], point_labels=[[1], [1]], box=[[1, 1, 9, 9]] * 3), "batch"),
@@ -65,7 +71,8 @@ def test_bad_prompts_raise_clear_errors_and_keep_the_image(predictor, image, kwa
     # the image is still set and usable
     assert torch.equal(predictor.get_image_embedding(), before)
     masks, scores, low = predictor.predict(point_coords=[[80, 60]], point_labels=[1])
-    assert masks.shape == (3, 120, 160) and masks.dtype == bool
+    assert masks.shape == (3, 120, 160) and masks.dtype == np.float32  # 0/1, as officially
+    assert set(np.unique(masks)) <= {0.0, 1.0}
     assert scores.shape == (3,) and low.shape == (3, 64, 64)
 
 
@@ -136,14 +143,69 @@ def test_predict_batch_requires_batch_mode_and_matching_lengths(predictor, image
     with pytest.raises(PromptError, match="set_image_batch"):
         predictor.predict_batch([np.array([[5, 5]])], [np.array([1])])
     predictor.set_image_batch([image, image[:100, :100]])
-    with pytest.raises(PromptError, match="use predict_batch"):
-        predictor.predict(point_coords=[[5, 5]], point_labels=[1])
     with pytest.raises(PromptError, match="2 images"):
         predictor.predict_batch([np.array([[5, 5]])], [np.array([1])])
     masks, scores, lows = predictor.predict_batch([np.array([[5, 5]])] * 2, [np.array([1])] * 2)
     assert masks[0].shape == (3, 120, 160) and masks[1].shape == (3, 100, 100)
     with pytest.raises(ValueError, match="non-empty list"):
         predictor.set_image_batch([])
+
+
+def test_predict_after_set_image_batch_prompts_the_last_image_as_officially(predictor, image):
+    last = synthetic_image(90, 110, seed=4)
+    prompt = dict(point_coords=[[30, 40]], point_labels=[1], return_logits=True)
+    predictor.set_image(last)
+    alone = predictor.predict(**prompt)
+    predictor.set_image_batch([image, last])
+    batched = predictor.predict(**prompt)
+    assert batched[0].shape == (3, 90, 110)
+    for got, want in zip(batched, alone):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    assert predictor._is_batch and predictor._orig_hw == [(120, 160), (90, 110)]
+
+
+def test_read_only_image_sets_without_a_warning(predictor, image):
+    """np.asarray of a PIL image is read-only; wrapping it as a tensor would make torch warn."""
+    frozen = np.asarray(Image.fromarray(image))
+    assert not frozen.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.set_image(frozen)
+        emb = predictor.get_image_embedding().clone()
+        predictor.set_image_batch([frozen])
+    predictor.set_image(image)
+    assert torch.equal(predictor.get_image_embedding(), emb)
+
+
+def test_official_private_attributes(predictor, image):
+    predictor.reset_predictor()
+    assert (predictor._features, predictor._orig_hw, predictor._is_image_set, predictor._is_batch) == (
+        None,
+        None,
+        False,
+        False,
+    )
+    predictor.set_image(image)
+    feats = predictor._features
+    assert set(feats) == {"image_embed", "high_res_feats"}
+    assert feats["image_embed"] is predictor.get_image_embedding()
+    assert feats["image_embed"].shape == (1, 256, 16, 16)
+    assert [tuple(t.shape) for t in feats["high_res_feats"]] == [(1, 32, 64, 64), (1, 64, 32, 32)]
+    assert predictor._orig_hw == [(120, 160)] and predictor._is_image_set and not predictor._is_batch
+    tf = predictor._transforms
+    assert tf.resolution == 256 and tf.mask_threshold == predictor.mask_threshold
+    assert tf(image).shape == (3, 256, 256) and tf.forward_batch([image, image]).shape == (2, 3, 256, 256)
+    xy = tf.transform_coords(torch.tensor([[80.0, 60.0]]), normalize=True, orig_hw=(120, 160))
+    assert torch.allclose(xy, torch.tensor([[128.0, 128.0]]))
+    assert torch.allclose(tf.transform_coords(torch.tensor([[0.25, 0.5]])), torch.tensor([[64.0, 128.0]]))
+    corners = tf.transform_boxes(torch.tensor([[0.0, 0.0, 160.0, 120.0]]), normalize=True, orig_hw=(120, 160))
+    assert corners.shape == (1, 2, 2) and torch.allclose(corners[0, 1], torch.tensor([256.0, 256.0]))
+    with pytest.raises(ValueError, match="needs orig_hw"):
+        tf.transform_coords(torch.zeros(1, 2), normalize=True)
+    logits, _, low = predictor.predict(point_coords=[[80, 60]], point_labels=[1], return_logits=True)
+    up = tf.postprocess_masks(torch.from_numpy(low)[None], predictor._orig_hw[0])
+    assert up.shape == (1, 3, 120, 160)
+    np.testing.assert_allclose(up[0].numpy(), logits, atol=1e-3)  # low is clamped to +-32
 
 
 def test_hole_and_sprinkle_removal_in_the_predictor(predictor):

@@ -112,7 +112,7 @@ def test_prompted_frames_keep_their_prompt_and_bad_masks_change_nothing(model, f
     p.add_mask_memory(s, 2, 1, blob(2))
     assert s.objects[0].temp_cond[2] is staged and 2 not in s.objects[0].non_cond
     with pytest.raises(PromptError, match=r"mask must be a 2-D \(H, W\) array"):
-        p.add_mask_memory(s, 3, 1, np.ones((10, 10), bool))
+        p.add_mask_memory(s, 3, 1, np.ones((1, 10, 10), bool))
     with pytest.raises(PromptError, match="frame_idx must be an integer in"):
         p.add_mask_memory(s, N, 1, blob(1))
     assert s.obj_ids == [1] and not s.objects[0].non_cond

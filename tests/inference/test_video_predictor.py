@@ -8,11 +8,13 @@ so that objects are mostly present (with the raw random head nearly every mask w
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from masklet.inference.memory_bank import MemoryBank
@@ -192,6 +194,10 @@ def test_bad_frame_idx_is_rejected_and_the_state_stays_usable(method, predictor,
         (dict(points=[[40, 30]], labels=[1], normalize_coords=False), "relative coordinates in \\[0, 1\\]"),
         (dict(points=[[np.nan, 30]], labels=[1]), "NaN"),
         (dict(box=[50, 5, 10, 40]), "x1 < x0"),
+        (
+            dict(box=[-5, 5, 40, 40]),
+            "box \\[-5.0, 5.0, 40.0, 40.0\\] reaches outside the image \\(x in \\[0, 96\\]",
+        ),
         (dict(box=[[0, 0, 5, 5], [1, 1, 6, 6]]), "one box per call, got 2"),
         (dict(box=[1, 2, 3]), "box must have shape"),
         (dict(box=[5, 5, 60, 50], clear_old_points=False), "a box must come before any click"),
@@ -213,15 +219,11 @@ def test_bad_point_and_box_prompts_change_nothing(kwargs, message, predictor, ne
     assert_same_result(predictor.add_new_points_or_box(s, 0, 2, **BOX), reference.add2)
 
 
-@pytest.mark.parametrize(
-    "shape",
-    [(10, 10), (1, H, W), (W, H), (H + 1, W), (H, W, 1), (128, 127)],
-    ids=lambda s: "x".join(map(str, s)),
-)
-def test_mask_of_the_wrong_size_is_rejected(shape, predictor, new_state, reference):
+@pytest.mark.parametrize("shape", [(1, H, W), (H, W, 1), (0, W), (W,)], ids=lambda s: "x".join(map(str, s)))
+def test_mask_that_is_not_2d_is_rejected(shape, predictor, new_state, reference):
     s = new_state()
     with pytest.raises(
-        PromptError, match=rf"mask must be a 2-D \(H, W\) array at the video resolution \({H}, {W}\)"
+        PromptError, match=r"mask must be a 2-D \(H, W\) array \(usually at the video resolution"
     ):
         predictor.add_new_mask(s, 0, 1, np.ones(shape, bool))
     assert s.obj_ids == []
@@ -235,6 +237,32 @@ def test_mask_at_the_model_input_size_is_accepted(predictor, new_state):
     f, ids, masks = predictor.add_new_mask(s, 0, 1, torch.from_numpy(mask))
     assert (f, ids, masks.shape) == (0, [1], (1, 1, H, W))
     assert masks[0, 0, H // 2, W // 2] > 0 and masks[0, 0, 2, 2] < 0
+
+
+@pytest.mark.parametrize("shape", [(10, 10), (W, H), (H + 1, W), (128, 127), (2 * H, 2 * W)])
+def test_mask_of_any_size_is_resized_to_the_model_input_as_officially(shape, predictor, new_state):
+    """The official rule: bilinear resize with antialiasing to S x S, then >= 0.5."""
+    mask = np.zeros(shape, bool)
+    mask[shape[0] // 5 : shape[0] * 3 // 4, shape[1] // 4 : shape[1] * 2 // 3] = True
+    s = predictor.image_size
+    t = torch.from_numpy(mask).float()[None, None]
+    resized = F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+    expected = predictor.add_new_mask(new_state(), 0, 1, (resized[0, 0] >= 0.5).float())
+    got = predictor.add_new_mask(new_state(), 0, 1, mask)
+    assert_same_result(got, expected)
+    assert (got[2] > 0).any() and (got[2] <= 0).any()
+
+
+def test_mask_array_counts_nonzero_as_the_object(predictor, new_state):
+    """A numpy mask of 0/255 is the same mask as its boolean (arrays are read as booleans)."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[10:50, 20:70] = 255
+    read_only = np.asarray(Image.fromarray(mask))
+    assert not read_only.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "non-writable array" warning from torch
+        got = predictor.add_new_mask(new_state(), 0, 1, read_only)
+    assert_same_result(got, predictor.add_new_mask(new_state(), 0, 1, mask > 0))
 
 
 def test_propagate_without_any_prompt_is_a_clear_error(predictor, new_state):
@@ -312,13 +340,85 @@ def test_memory_bank_larger_than_the_model_is_rejected(model):
         VideoPredictor(model, memory_bank=MemoryBank(num_maskmem=model.cfg.num_maskmem + 2))
 
 
+def test_init_state_takes_the_official_video_path_keyword(predictor, frames, reference):
+    s = predictor.init_state(video_path=frames, async_loading_frames=False)
+    try:
+        add1, add2 = prompt_two(predictor, s)
+        assert_same_result(add1, reference.add1)
+        assert_same(run(predictor.propagate_in_video(s)), reference.masks)
+    finally:
+        s.close()
+
+
 def test_session_keys(predictor, new_state):
     s = new_state()
     predictor.add_new_points_or_box(s, 0, 7, **CLICK)
     assert (s["num_frames"], s["video_height"], s["video_width"], s["obj_ids"]) == (N, H, W, [7])
     assert s["device"] == s["storage_device"] == torch.device("cpu")
-    with pytest.raises(KeyError, match="'images': a VideoSession is typed; readable keys are num_frames"):
-        s["images"]
+    assert "video_height" in s and "images" in s and "point_inputs_per_obj" not in s
+    assert s.get("num_frames") == N and s.get("point_inputs_per_obj", "none") == "none"
+    assert set(s.keys()) >= {"num_frames", "video_height", "video_width", "obj_ids", "images"}
+    assert dict(s)["obj_ids"] == [7]
+    assert (s["obj_id_to_idx"], s["obj_idx_to_id"]) == ({7: 0}, {0: 7})
+    with pytest.raises(KeyError, match="'point_inputs_per_obj': a VideoSession is typed; readable keys are"):
+        s["point_inputs_per_obj"]
+    with pytest.raises(TypeError, match="cannot set 'obj_ids': a VideoSession changes only through"):
+        s["obj_ids"] = [1]
+
+
+def test_session_images_are_a_lazy_sequence_of_model_inputs(predictor, new_state, frames):
+    s = new_state()
+    images = s["images"]
+    assert len(images) == N and len(s.loader._cache) == 0  # nothing decoded until a frame is indexed
+    first, last = images[0], images[-1]
+    assert s.loader._cache.keys() == [0, N - 1]
+    size = predictor.image_size
+    assert first.shape == (3, size, size) and first.dtype == torch.float32
+    assert torch.equal(first, s.loader.get(0)[0]) and torch.equal(last, images[N - 1])
+    assert [t.shape for t in images[1:3]] == [(3, size, size)] * 2
+    with pytest.raises(IndexError, match=f"frame index {N} out of range for a {N}-frame video"):
+        images[N]
+
+
+def test_session_output_dict_per_obj_is_a_read_only_view(predictor, new_state):
+    s = new_state()
+    prompt_two(predictor, s)
+    run(predictor.propagate_in_video(s, max_frame_num_to_track=2))
+    view = s["output_dict_per_obj"]
+    assert list(view) == [0, 1]
+    obj = view[0]
+    assert list(obj["cond_frame_outputs"]) == [0] and list(obj["non_cond_frame_outputs"]) == [1, 2]
+    out = obj["non_cond_frame_outputs"][2]
+    stored = s.objects[0].non_cond[2]
+    assert out["pred_masks"] is stored.pred_masks and out["obj_ptr"] is stored.obj_ptr
+    assert out["object_score_logits"] is stored.object_score
+    assert out["maskmem_features"] is stored.maskmem_features
+    with pytest.raises(TypeError):
+        obj["cond_frame_outputs"][5] = out
+
+
+def test_predictor_to_and_eval_return_the_predictor(model):
+    p = VideoPredictor(model)
+    assert p.to("cpu") is p and p.eval() is p and not model.training
+    assert p.train() is p and model.training
+    p.eval()
+    assert not model.training
+
+
+def test_apply_non_overlapping_constraints_keeps_the_highest_object(predictor):
+    scores = torch.tensor([[[[3.0, -1.0], [0.5, 2.0]]], [[[1.0, 4.0], [0.2, -20.0]]]])
+    out = predictor._apply_non_overlapping_constraints(scores)
+    expected = torch.tensor([[[[3.0, -10.0], [0.5, 2.0]]], [[[-10.0, 4.0], [-10.0, -20.0]]]])
+    assert torch.equal(out, expected)
+    assert torch.equal(predictor._apply_non_overlapping_constraints(scores[:1]), scores[:1])
+
+
+def test_fill_hole_area_can_be_set_and_is_checked(model):
+    p = VideoPredictor(model)
+    p.fill_hole_area = 0
+    assert p.fill_hole_area == 0 == p.core.fill_hole_area
+    with pytest.raises(ValueError, match="fill_hole_area must be >= 0, got -2"):
+        p.fill_hole_area = -2
 
 
 # ---------------------------------------------------------------------------------------------- interruption

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +63,26 @@ def image_folder(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture
+def video(tmp_path, clip_folder, studio_checkpoint):
+    """(TestClient, Workspace) of an in-process studio on the clip (studio_support.open_app)."""
+    from .studio_support import close_app, open_app
+
+    client, ws = open_app(tmp_path / "project", [clip_folder], studio_checkpoint)
+    yield client, ws
+    close_app(client, ws)
+
+
+@pytest.fixture
+def images(tmp_path, image_folder, studio_checkpoint):
+    """(TestClient, Workspace) of an in-process studio on the image folder."""
+    from .studio_support import close_app, open_app
+
+    client, ws = open_app(tmp_path / "project", [image_folder], studio_checkpoint)
+    yield client, ws
+    close_app(client, ws)
+
+
 @dataclass
 class StudioProcess:
     url: str  # "http://127.0.0.1:PORT/" (no token)
@@ -85,19 +107,23 @@ class StudioProcess:
 
 @pytest.fixture
 def start_studio(studio_checkpoint, tmp_path):
-    """Factory: start_studio(paths, project=None, host="127.0.0.1", extra=()) -> StudioProcess.
+    """Factory: start_studio(paths, project=None, host="127.0.0.1", extra=(), random_weights=False)
+    -> StudioProcess.
 
-    Runs ``python -m masklet.cli studio PATHS --project DIR --checkpoint CKPT --port 0`` in a
-    subprocess and waits for its "masklet studio running at URL" line. Every process is stopped at the
-    end of the test.
+    Runs ``python -m masklet.cli studio PATHS --project DIR --checkpoint CKPT --port 0`` (or
+    ``--random-weights`` instead of the checkpoint) in a subprocess and waits for its "masklet studio
+    running at URL" line. Every process is stopped at the end of the test.
     """
     procs: list[StudioProcess] = []
 
-    def start(paths, project: Path | None = None, host: str = "127.0.0.1", extra=(), timeout=120.0):
+    def start(
+        paths, project: Path | None = None, host="127.0.0.1", extra=(), timeout=120.0, random_weights=False
+    ):
         project = project or tmp_path / "project"
         log = tmp_path / f"studio-{len(procs)}.log"
         cmd = [sys.executable, "-m", "masklet.cli", "studio", *map(str, paths), "--project", str(project)]
-        cmd += ["--checkpoint", str(studio_checkpoint), "--image-size", str(STUDIO_IMAGE_SIZE)]
+        weights = ["--random-weights"] if random_weights else ["--checkpoint", str(studio_checkpoint)]
+        cmd += [*weights, "--image-size", str(STUDIO_IMAGE_SIZE)]
         cmd += ["--dtype", "fp32", "--device", "cpu", "--host", host, "--port", "0", *extra]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         fh = open(log, "w")
@@ -120,3 +146,64 @@ def start_studio(studio_checkpoint, tmp_path):
     yield start
     for sp in procs:
         sp.stop()
+
+
+@pytest.fixture(scope="session")
+def batch_run(tmp_path_factory, clip_folder, studio_checkpoint):
+    """(videos folder holding the clip as "clip", the batch track output folder). The run uses the
+    studio's seeded random checkpoint (objects mostly present) at 128 px."""
+    root = tmp_path_factory.mktemp("batch_import")
+    videos = root / "videos"
+    shutil.copytree(clip_folder, videos / "clip")
+    manifest = root / "prompts.json"
+    records = [
+        {"video": "clip", "frame": 0, "object": 1, "points": [[80, 120]]},
+        {"video": "clip", "frame": 0, "object": 2, "box": [230, 40, 280, 90]},
+    ]
+    manifest.write_text(json.dumps(records))
+    out = root / "out"
+    from masklet.batch import ModelSpec, RunOptions, run_job
+    from masklet.batch.track import TrackJob
+
+    options = RunOptions(threads_per_worker=1, progress=False)
+    model = ModelSpec("auto", str(studio_checkpoint), dtype="fp32", device="cpu", image_size=128)
+    summary = run_job(TrackJob(str(videos), str(manifest)), out, model, options)
+    assert summary.ok, summary.lines()
+    return videos, out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium through playwright (skips without the package)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the e2e tests need the playwright package")
+    from tests.studio.e2e_support import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"the e2e tests need chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_studio(browser):
+    """open_studio(studio_process) -> StudioPage in a fresh 1440x900 context; no uncaught page errors."""
+    pages: list[StudioPage] = []
+    contexts = []
+
+    from tests.studio.e2e_support import VIEWPORT, StudioPage
+
+    def open_(sp):
+        ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+        ctx.set_default_timeout(30_000)
+        contexts.append(ctx)
+        sp_page = StudioPage(ctx.new_page(), sp.url)
+        pages.append(sp_page)
+        return sp_page
+
+    yield open_
+    for ctx in contexts:
+        ctx.close()
+    for p in pages:
+        assert not p.errors, f"uncaught errors in the page: {p.errors}"

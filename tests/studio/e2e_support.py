@@ -54,9 +54,9 @@ class StudioPage:
         self.wait_frame_shown(0)
 
     def wait_frame_shown(self, t: int) -> None:
-        """Waits until frame/image t's FrameState is drawn (the object list names the frame)."""
+        """Waits until frame/image t's FrameState is drawn (the object list says which frame it shows)."""
         self.page.wait_for_function(
-            "t => (document.querySelector('#objects-frame').textContent || '').endsWith(' ' + t)", arg=t
+            "t => document.querySelector('#objects-frame').dataset.frame === String(t)", arg=t
         )
         self.page.wait_for_function("() => document.querySelector('#frame-img').complete")
 
@@ -102,9 +102,11 @@ class StudioPage:
         return resp.request.post_data_json, resp.json()
 
     def finish(self, label: str) -> dict:
-        """Presses F, types the label, presses Enter; returns the finish response."""
+        """Presses F, types the label, presses Enter; returns the finish response. The label field must
+        open empty (never the previous object's label)."""
         self.page.keyboard.press("f")
         self.page.wait_for_selector("#label-dialog[open]")
+        assert self.page.input_value("#label-input") == "", "the label dialog must open empty"
         self.page.fill("#label-input", label)
         with self.page.expect_response(lambda r: r.url.endswith("/finish")) as info:
             self.page.keyboard.press("Enter")
@@ -114,18 +116,19 @@ class StudioPage:
         return resp.json()
 
     def goto_frame(self, t: int) -> None:
-        self.page.fill("#frame-input", str(t))
+        """Types frame t (0-based) into the frame field (image sets number their images from 1)."""
+        images = self.page.evaluate("() => document.body.classList.contains('kind-images')")
+        self.page.fill("#frame-input", str(t + 1 if images else t))
         self.page.keyboard.press("Enter")
         self.wait_frame_shown(t)
 
     def track(self) -> dict:
-        """Ctrl+M, then waits for the job to end; returns the final job record."""
+        """Ctrl+M, then waits for the job to end; returns the final job record (it must be done)."""
         with self.page.expect_response(lambda r: r.url.endswith("/track")) as info:
             self.page.keyboard.press("Control+m")
         resp = info.value
         assert resp.ok, resp.text()
-        body = resp.json()
-        job_id = body.get("job_id", body.get("id"))
+        job_id = resp.json()["id"]
         self.page.wait_for_selector(
             f'#job[data-job-id="{job_id}"]:not([data-state="running"])',
             state="attached",

@@ -29,22 +29,31 @@ def small_model(checkpoint: Path):
     return _MODELS[key]
 
 
-def open_app(project_dir: Path, paths, checkpoint: Path, **options) -> tuple[TestClient, Workspace]:
-    """A TestClient over a studio app on ``paths`` (videos/folders) in ``project_dir``."""
+def open_app(
+    project_dir: Path,
+    paths,
+    checkpoint: Path,
+    prefetch: int = 0,
+    random_weights: bool = False,
+    more_roots=(),
+    **options,
+) -> tuple[TestClient, Workspace]:
+    """A TestClient over a studio app on ``paths`` (videos/folders) in ``project_dir``. Encoding ahead
+    is off unless ``prefetch`` asks for it (its background work would only slow the other tests)."""
     project = Project.open_or_create(project_dir)
     for p in paths:
         s = inspect_path(p)
         frames = list(s.frames) if s.frames else None
         project.add_media(s.kind, str(s.source), s.name, s.num_frames, s.width, s.height, s.fps, frames)
-    ws = Workspace(project, small_model(checkpoint))
-    roots = [Path(m.source) for m in project.media()]
+    ws = Workspace(project, small_model(checkpoint), prefetch=prefetch, random_weights=random_weights)
+    roots = [Path(m.source) for m in project.media()] + [Path(r).resolve() for r in more_roots]
     app = create_app(ws, ServerOptions(roots=roots, **options))
     return TestClient(app), ws
 
 
 def close_app(client: TestClient, ws: Workspace) -> None:
     client.close()
-    for job in list(ws.tracking.values()):
+    for job in list(ws.jobs.values()):
         job.cancel()
         job.wait(30)
     ws.close()
@@ -71,8 +80,8 @@ def wait_job(client: TestClient, job_id: str, timeout: float = 120.0) -> dict:
     raise AssertionError(f"job {job_id} still running after {timeout} s")
 
 
-def track(client: TestClient, mid: int, t: int, direction: str = "forward") -> dict:
-    r = client.post(f"/api/media/{mid}/track", json={"frame": t, "direction": direction})
+def track(client: TestClient, mid: int, t: int, direction: str = "forward", **extra) -> dict:
+    r = client.post(f"/api/media/{mid}/track", json={"frame": t, "direction": direction, **extra})
     assert r.status_code == 200, r.text
     job = wait_job(client, r.json()["id"])
     assert job["state"] == "done", job

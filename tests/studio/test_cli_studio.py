@@ -57,7 +57,7 @@ def test_symlinks_leaving_an_image_folder_are_not_listed(tmp_path):
     [
         ([], "give a video file"),
         (["missing.mp4"], "no such file or folder"),
-        (["IMAGE"], "is one image: open the folder"),
+        (["IMAGE", "--as", "video"], "is one image: a video is a video file or a folder of frames"),
         (["EMPTY"], "no JPEG/PNG images"),
         (["EMPTY", "--port", "70000"], "--port must be 0..65535"),
         (["EMPTY", "--as", "images", "--max-upload-mb", "0"], "--max-upload-mb"),
@@ -98,3 +98,104 @@ def test_loopback_bind_needs_no_token_and_reopens_the_project(start_studio, clip
     sp2 = start_studio([project], project=project)  # the project folder reopens everything
     state = httpx.get(sp2.url + "api/media/1/frames/0").json()
     assert [o["status"] for o in state["objects"]] == ["pending"] and state["objects"][0]["area"] > 0
+
+
+def test_a_single_image_opens_as_a_set_of_one(tmp_path):
+    image = _img(tmp_path / "one.png", 24, 16)
+    spec = inspect_path(image)
+    assert (spec.kind, spec.name, spec.num_frames, spec.frames) == (
+        "images",
+        "one",
+        1,
+        (("one.png", 24, 16),),
+    )
+    reader = MediaReader("images", spec.source, ["one.png"])
+    assert reader.rgb(0).shape == (16, 24, 3)
+
+
+def test_unreadable_images_are_skipped_with_a_warning(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _img(photos / "a.png", 20, 10)
+    (photos / "b.jpg").write_bytes(b"<html>not an image</html>")
+    (photos / "c.png").write_bytes(b"")
+    _img(photos / "d.jpg", 30, 12)
+    spec = inspect_path(photos)
+    assert spec.kind == "images" and [f for f, _, _ in spec.frames] == ["a.png", "d.jpg"]
+    assert [name for name, _ in spec.skipped] == ["b.jpg", "c.png"]
+    warning = spec.warning()
+    assert warning.startswith("photos: skipped 2 file(s) that are not readable images: b.jpg (")
+    assert "c.png (" in warning and "open the folder again" in warning
+    assert inspect_path(tmp_path / "photos" / "a.png").warning() is None
+    for name in ("a.png", "d.jpg"):
+        (photos / name).write_bytes(b"broken")
+    with pytest.raises(MediaError, match="none of the 4 image file"):
+        inspect_path(photos)
+
+
+def test_image_sizes_follow_the_exif_orientation(tmp_path):
+    """A photo stored landscape and shown portrait (EXIF orientation 6) is labeled at its shown size."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((10, 30, 3), np.uint8)).save(photos / "turned.jpg", exif=exif)
+    spec = inspect_path(photos)
+    assert spec.frames == (("turned.jpg", 10, 30),)
+    assert MediaReader("images", photos, ["turned.jpg"]).rgb(0).shape == (30, 10, 3)
+
+
+def test_a_failed_start_leaves_no_project_behind(tmp_path, capsys, monkeypatch):
+    from masklet.cli import studio as studio_cli
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _img(photos / "a.png", 20, 10)
+
+    def offline(*args, **kwargs):
+        raise studio_cli.CLIError("no checkpoint for sam2.1_hiera_tiny: pass --checkpoint PATH")
+
+    monkeypatch.setattr(studio_cli, "load_model", offline)
+    rc, _, err = run(capsys, "studio", photos, "--port", "0")
+    assert rc == 2 and "pass --checkpoint PATH" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # no photos.masklet
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    monkeypatch.setattr(
+        studio_cli, "_make_app", lambda *args: (_ for _ in ()).throw(studio_cli.CLIError("boom"))
+    )
+    monkeypatch.setattr(studio_cli, "load_model", lambda *args, **kwargs: (None, "random"))
+    rc, _, err = run(capsys, "studio", photos, "--project", kept, "--port", "0")
+    assert rc == 2 and "boom" in err
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]  # the folder stays, the project goes
+    rc, _, err = run(capsys, "studio", "--project", tmp_path / "new", "--port", "0")
+    assert rc == 2 and "has no media yet" in err and not (tmp_path / "new").exists()
+
+
+def test_the_app_learns_random_weights_and_skipped_files(tmp_path, capsys, monkeypatch, studio_checkpoint):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from masklet.cli import studio as studio_cli
+    from tests.studio.studio_support import small_model
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _img(photos / "a.png", 20, 10)
+    (photos / "b.jpg").write_bytes(b"not a jpeg")
+    seen = {}
+
+    def serve(self, sockets=None):  # instead of serving: what the browser would be told
+        with TestClient(self.config.app) as client:
+            seen["project"] = client.get("/api/project").json()
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    monkeypatch.setattr(studio_cli, "load_model", lambda *a, **k: (small_model(studio_checkpoint), "random"))
+    rc, out, err = run(capsys, "studio", photos, "--port", "0", "--prefetch", "0")
+    assert rc == 0, err
+    assert "[RANDOM WEIGHTS]" in out and "warning: photos: skipped 1 file(s)" in err
+    project = seen["project"]
+    assert project["model"] == {"name": "sam2.1_hiera_tiny", "random_weights": True}
+    assert len(project["warnings"]) == 1 and "b.jpg" in project["warnings"][0]
+    assert project["media"][0]["num_frames"] == 1

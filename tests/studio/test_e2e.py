@@ -9,12 +9,13 @@ flows (objects, tracks, frames covered, exports, coordinates), never mask shapes
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from PIL import Image
 
 from tests.studio.conftest import CLIP_FRAMES, ROOT
-from tests.studio.e2e_support import CHROMIUM, VIEWPORT, StudioPage, coco_json, covered
+from tests.studio.e2e_support import CHROMIUM, StudioPage, coco_json, covered, is_prompt_post
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the e2e tests need the playwright package")
 if not CHROMIUM.exists():
@@ -24,35 +25,6 @@ if not CHROMIUM.exists():
     )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def open_studio(browser):
-    """open_studio(studio_process) -> StudioPage in a fresh 1440x900 context; no uncaught page errors."""
-    pages: list[StudioPage] = []
-    contexts = []
-
-    def open_(sp) -> StudioPage:
-        ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-        ctx.set_default_timeout(30_000)
-        contexts.append(ctx)
-        sp_page = StudioPage(ctx.new_page(), sp.url)
-        pages.append(sp_page)
-        return sp_page
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
-    for p in pages:
-        assert not p.errors, f"uncaught errors in the page: {p.errors}"
 
 
 def _object(fs: dict, track_id: int) -> dict | None:
@@ -160,22 +132,84 @@ def test_video_flow(start_studio, clip_folder, open_studio, tmp_path):
     assert kept <= car_frames
 
 
+def test_correct_a_lost_object_and_retrack(start_studio, clip_folder, open_studio):
+    """Track a range, find the object missing on a later frame, correct it there, track on."""
+    sp = start_studio([clip_folder])
+    ui = open_studio(sp)
+    ui.open()
+    page = ui.page
+    _, fs = ui.click_image(80, 120)
+    car = fs["object_id"]
+    ui.finish("car")
+
+    # Track 3 frames past frame 0: frames 1..3 get masks, the rest of the video none.
+    page.select_option("#track-range", "count")
+    page.fill("#track-range-value", "3")
+    page.locator("#track-range-value").blur()  # the shortcuts stay off while a field has the focus
+    job = ui.track()
+    assert (job["frames"], job["total"], job["last_frame"]) == (3, 4, 3)
+    assert covered(next(o for o in ui.timeline(1)["objects"] if o["id"] == car)["runs"]) <= {0, 1, 2, 3}
+
+    # Frame 6: the car has no mask here, yet it is listed, greyed.
+    ui.goto_frame(6)
+    row = page.locator(f'#object-list .object-row.off-frame[data-object-id="{car}"]')
+    row.wait_for()
+    assert "not on this frame" in row.text_content()
+
+    # Right after tracking, a click with nothing selected asks what it is for; "correct car" adds the
+    # prompt to the car instead of starting a duplicate.
+    page.mouse.click(*ui.screen_xy(140, 120))
+    page.wait_for_selector("#choice-dialog[open]")
+    assert page.text_content("#choice-title") == "New object or correct “car” #1?"
+    with page.expect_response(is_prompt_post) as info:
+        page.click(f'#choice-options [data-choice="{car}"]')
+    assert info.value.request.post_data_json["object_id"] == car
+    page.wait_for_selector(f'#object-list .object-row.selected:not(.off-frame)[data-object-id="{car}"]')
+    assert [o["id"] for o in ui.frame_state(1, 6)["objects"]] == [car]
+    assert len(ui.api("/api/project")["labels"]) == 1 and ui.timeline(1)["objects"][0]["prompted"] == [0, 6]
+
+    # Re-track from the correction to frame 9 (the direction follows from the frame).
+    page.select_option("#track-range", "until")
+    page.fill("#track-range-value", "9")
+    page.locator("#track-range-value").blur()
+    job = ui.track()
+    assert (job["direction"], job["start"], job["last_frame"], job["total"]) == ("forward", 6, 9, 4)
+    runs = covered(next(o for o in ui.timeline(1)["objects"] if o["id"] == car)["runs"])
+    assert 4 not in runs and 5 not in runs and 6 in runs
+
+    # Deselect and click again: this time it is a new object; its label field starts empty.
+    page.keyboard.press("Escape")
+    page.mouse.click(*ui.screen_xy(250, 60))
+    page.wait_for_selector("#choice-dialog[open]")
+    with page.expect_response(is_prompt_post) as info:
+        page.click('#choice-options [data-choice="new"]')
+    assert info.value.request.post_data_json["object_id"] is None
+    person = info.value.json()["object_id"]
+    assert person != car
+    assert ui.finish("person")["object"]["label"] == "person"
+    assert [o["label"] for o in ui.timeline(1)["objects"]] == ["car", "person"]
+
+
 def test_image_folder_flow(start_studio, image_folder, open_studio, tmp_path):
-    sp = start_studio([image_folder])
+    photos = tmp_path / "photos"
+    shutil.copytree(image_folder, photos)
+    (photos / "broken.jpg").write_bytes(b"<html>a download that went wrong</html>")
+    sp = start_studio([photos])
     ui = open_studio(sp)
     (media,) = ui.api("/api/project")["media"]
     assert media["kind"] == "images" and media["num_frames"] == 3
-    # Random weights rarely pass the default quality thresholds; the flow, not the masks, is tested.
-    ui.api(
-        "/api/settings",
-        "PATCH",
-        {"everything": {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "points_per_side": 4}},
-    )
     ui.open()
     page = ui.page
     assert page.locator("body.kind-images").count() == 1
     assert not page.locator("#timeline").is_visible() and not page.locator("#btn-track").is_visible()
     assert ui.image_size() == (320, 240)
+    # the unreadable file is named in a banner; images are counted from 1 and show their file name
+    warning = page.text_content("#banners .banner.warn")
+    assert "skipped 1 file(s)" in warning and "broken.jpg" in warning
+    assert page.locator('#banners [data-banner="random-weights"]').count() == 0
+    assert (page.input_value("#frame-input"), page.text_content("#frame-count")) == ("1", "/ 3")
+    assert page.text_content("#frame-name") == "a.png"
+    assert page.text_content("#objects-frame") == "image 1 / 3"
 
     body, fs = ui.click_image(80, 120)
     assert body["object_id"] is None and fs["objects"][0]["area"] > 0
@@ -185,11 +219,30 @@ def test_image_folder_flow(start_studio, image_folder, open_studio, tmp_path):
     ui.wait_frame_shown(1)
     page.wait_for_function("() => document.querySelector('#frame-img').naturalWidth === 200")
     assert ui.image_size() == (200, 300)
+    assert page.input_value("#frame-input") == "2" and page.text_content("#frame-name") == "b.jpg"
+    assert page.text_content("#objects-frame") == "image 2 / 3"
     assert page.locator("#object-list .object-row").count() == 0
+
+    # Segment everything: thresholds set in its menu (random weights rarely pass the default ones),
+    # then a job whose bar counts points.
+    page.click("#btn-everything-options")
+    for name, value in [("points_per_side", "4"), ("pred_iou_thresh", "0"), ("stability_score_thresh", "0")]:
+        with page.expect_response(lambda r: r.request.method == "PATCH"):
+            page.fill(f"#everything-menu [name={name}]", value)
+            page.keyboard.press("Enter")
+    saved = ui.api("/api/project")["settings"]["everything"]
+    assert saved == {
+        "points_per_side": 4, "pred_iou_thresh": 0, "stability_score_thresh": 0, "min_mask_region_area": 0
+    }  # fmt: skip
+    page.click("#btn-everything-options")
     with page.expect_response(lambda r: r.url.endswith("/everything")) as info:
         page.click("#btn-everything")
     assert info.value.ok, info.value.text()
-    auto = info.value.json()["objects"]
+    job = info.value.json()
+    assert (job["kind"], job["unit"], job["total"]) == ("everything", "points", 16)
+    page.wait_for_selector(f'#job[data-job-id="{job["id"]}"][data-state="done"]', state="attached")
+    assert page.text_content("#job-text").startswith("Segment everything: ")
+    auto = ui.frame_state(media["id"], 1)["objects"]
     assert auto and all(o["label"] == "object" and o["status"] == "done" for o in auto)
     rows = "n => document.querySelectorAll('#object-list .object-row').length === n"
     page.wait_for_function(rows, arg=len(auto))
@@ -205,9 +258,9 @@ def test_image_folder_flow(start_studio, image_folder, open_studio, tmp_path):
     page.wait_for_selector("#overlay-img", state="visible")
     assert page.locator("#vectors .shape").count() == 0
 
-    coco = coco_json(ui.export("coco", tmp_path))
+    coco = coco_json(ui.export("coco", tmp_path))  # the labeled images only: c was never labeled
     names = [im["file_name"].rsplit("/", 1)[-1] for im in coco["images"]]
-    assert [n.rsplit(".", 1)[0] for n in names] == ["a", "b", "c"]
+    assert [n.rsplit(".", 1)[0] for n in names] == ["a", "b"]
     cats = {c["id"]: c["name"] for c in coco["categories"]}
     assert set(cats.values()) == {"thing", "object"}
     by_image = {}
@@ -215,7 +268,7 @@ def test_image_folder_flow(start_studio, image_folder, open_studio, tmp_path):
         by_image.setdefault(names[[im["id"] for im in coco["images"]].index(a["image_id"])], []).append(a)
     assert [cats[a["category_id"]] for a in by_image[names[0]]] == ["thing"]
     assert by_image[names[0]][0]["track_id"] == thing["track_id"]
-    assert len(by_image[names[1]]) == len(auto) and names[2] not in by_image
+    assert len(by_image[names[1]]) == len(auto)
     assert all(a["segmentation"]["size"] == [300, 200] for a in by_image[names[1]])
 
     # Label manager: rename, recolor, merge, add and delete an unused label.
@@ -266,10 +319,12 @@ def test_image_folder_flow(start_studio, image_folder, open_studio, tmp_path):
 
 
 def test_shortcuts_and_zoom_coordinates(start_studio, clip_folder, open_studio):
-    sp = start_studio([clip_folder])
+    sp = start_studio([clip_folder], random_weights=True)  # the flows here do not need masks
     ui = open_studio(sp)
     ui.open()
     page = ui.page
+    banner = page.text_content('#banners [data-banner="random-weights"]')
+    assert banner.startswith("Random weights: the model (sam2.1_hiera_tiny) was started with --random")
 
     for key, tool, cursor in [("e", "neg", "point"), ("r", "box", "box"), ("q", "pos", "point")]:
         page.keyboard.press(key)

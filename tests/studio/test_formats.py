@@ -178,7 +178,8 @@ def test_mot_lines_and_label_map(tmp_path):
     aset = sample_set()
     aset.annotations.append(Annotation("clip/00000", "dog", 3, (1.25, 2.5, 4.125, 6.0), score=0.5))
     files = export_mot(aset, tmp_path)
-    assert [f.name for f in files] == ["clip.txt", "clip.labels.json"]
+    assert [f.name for f in files] == ["clip.txt", "clip.labels.json", "clip.frames.txt"]
+    assert (tmp_path / "clip.frames.txt").read_text() == "1\n2\n3\n"
     assert (tmp_path / "clip.txt").read_text().splitlines() == [
         "1,1,2,4,8,8,1,-1,-1,-1",
         "1,3,1.25,2.5,4.125,6,0.5,-1,-1,-1",
@@ -188,6 +189,17 @@ def test_mot_lines_and_label_map(tmp_path):
         "3,5,20,15,12,10,1,-1,-1,-1",
     ]
     assert json.loads((tmp_path / "clip.labels.json").read_text()) == {"1": "cat", "3": "dog", "5": "dog"}
+    # a set with some frames of the video: the frames file says which ones the lines cover
+    first_last = [im for im in aset.images if im.key not in ("clip/00001",)]
+    keep = [a for a in aset.annotations if a.image != "clip/00001"]
+    export_mot(AnnotationSet(first_last, aset.labels, keep), tmp_path / "part")
+    assert (tmp_path / "part" / "clip.frames.txt").read_text() == "1\n3\n"
+    assert [r.split(",")[0] for r in (tmp_path / "part" / "clip.txt").read_text().splitlines()] == [
+        "1",
+        "1",
+        "3",
+        "3",
+    ]
     images_only = AnnotationSet(sample_set().images[:2], ["cat"], [])
     with pytest.raises(ValueError, match="no video frames.*coco, yolo or labelme"):
         export_mot(images_only, tmp_path / "x")

@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .studio_support import close_app, open_app, point, prompt
-
-
-@pytest.fixture
-def images(tmp_path, image_folder, studio_checkpoint):
-    client, ws = open_app(tmp_path / "project", [image_folder], studio_checkpoint)
-    yield client, ws
-    close_app(client, ws)
+from .studio_support import close_app, open_app, point, prompt, wait_job
 
 
 def test_image_set_prompts_and_sizes(images):
@@ -39,17 +32,29 @@ def test_image_set_prompts_and_sizes(images):
 
 def test_segment_everything_creates_objects(images):
     client, ws = images
-    client.patch(
+    r = client.patch(
         "/api/settings", json={"everything": {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}}
     )
+    assert r.json()["everything"] == {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     r = client.post("/api/media/1/frames/2/everything", json={"points_per_side": 4})
     assert r.status_code == 200, r.text
-    objs = r.json()["objects"]
-    assert len(objs) >= 1 and all(o["label"] == "object" and o["status"] == "done" for o in objs)
+    started = r.json()
+    assert (started["kind"], started["unit"], started["total"], started["frame"]) == (
+        "everything",
+        "points",
+        16,
+        2,
+    )
+    job = wait_job(client, started["id"])
+    assert job["state"] == "done" and job["done"] == job["total"] == 16, job
+    objs = client.get("/api/media/1/frames/2").json()["objects"]
+    assert sorted(o["id"] for o in objs) == sorted(job["object_ids"]) and objs
+    assert all(o["label"] == "object" and o["status"] == "done" for o in objs)
     assert all(o["source"] == "auto" and o["area"] > 0 for o in objs)
     bad = client.post("/api/media/1/frames/2/everything", json={"points_per_side": 0})
-    assert bad.status_code == 400
-    assert client.post("/api/media/1/frames/2/everything", json={"bogus": 1}).status_code == 400
+    assert bad.status_code == 400 and "points_per_side must be an integer >= 1" in bad.json()["error"]
+    bad = client.post("/api/media/1/frames/2/everything", json={"bogus": 1})
+    assert bad.status_code == 400 and "unknown segment-everything option(s) ['bogus']" in bad.json()["error"]
 
 
 def test_labels_rename_recolor_merge_delete(images):

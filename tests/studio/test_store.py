@@ -86,6 +86,35 @@ def test_open_refuses_foreign_and_newer_databases(tmp_path):
             Project.open(tmp_path / "p")
 
 
+def test_a_version_1_project_opens_and_takes_machine_masks(tmp_path):
+    """Schema 1 (masks of sources prompt/track/import/auto) is upgraded in place on open, its rows kept."""
+    p = Project.create(tmp_path / "p")
+    mid = p.add_media("video", str(tmp_path / "clip.mp4"), "clip", 3, W, H, None, None).id
+    obj = p.new_object(mid, 0)
+    p.put_masks([(obj.id, 0, random_mask(1), "track", 0.5)])
+    p.close()
+    conn = sqlite3.connect(tmp_path / "p" / "project.db")
+    ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'masks'").fetchone()[0]
+    conn.executescript(
+        "ALTER TABLE masks RENAME TO m; DROP INDEX masks_by_frame;"
+        + ddl.replace(", 'machine'", "")
+        + "; CREATE INDEX masks_by_frame ON masks(media_id, frame); INSERT INTO masks SELECT * FROM m; "
+        "DROP TABLE m; UPDATE meta SET value = '1' WHERE key = 'schema_version';"
+    )
+    with pytest.raises(sqlite3.IntegrityError):  # what schema 1 refuses
+        conn.execute("UPDATE masks SET source = 'machine'")
+    conn.close()
+    p = Project.open(tmp_path / "p")
+    try:
+        assert p._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert [(i.frame, i.source, i.score) for i in p.all_mask_infos(mid)] == [(0, "track", 0.5)]
+        assert np.array_equal(p.mask(obj.id, 0), random_mask(1))
+        p.put_masks([(obj.id, 1, random_mask(2), "machine", None)])
+        assert [i.source for i in p.all_mask_infos(mid)] == ["track", "machine"]
+    finally:
+        p.close()
+
+
 def test_database_settings(project):
     db = project._db
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -435,7 +464,7 @@ def test_put_masks_checks_everything_first(project, clip):
         ((p.id, 1, np.zeros((6, 8), bool), "track", None), "that frame is 4x5 \\(height x width\\)"),
         ((99, 0, random_mask(0), "track", None), "there is no object 99"),
         ((a.id, N, random_mask(0), "track", None), "frame 10 is out of range"),
-        ((a.id, 0, random_mask(0), "guess", None), "source must be one of prompt, track, import, auto"),
+        ((a.id, 0, random_mask(0), "guess", None), "source must be one of prompt, track, import, auto, mach"),
         ((a.id, 0, random_mask(0), "track", float("nan")), "a mask score must be a finite number"),
         ((a.id, 0, np.zeros((2, H, W)), "track", None), "must be an \\(H, W\\) numpy array, got shape"),
         ((a.id, 0, [[1]], "track", None), "must be an \\(H, W\\) numpy array, got list"),

@@ -3,14 +3,15 @@
 
 import { api, preload, urls } from "./js/api.js";
 import { bindControls, runAction } from "./js/controls.js";
-import { ExportMenu } from "./js/exporter.js";
+import { EverythingOptions } from "./js/everything.js";
+import { ExportMenu, ImportMenu } from "./js/exporter.js";
 import { bindShortcuts, renderHelp } from "./js/keys.js";
 import { LabelManager } from "./js/labels.js";
 import { ObjectActions } from "./js/objects.js";
 import { renderMediaList, renderObjectList } from "./js/sidebar.js";
 import { Timeline } from "./js/timeline.js";
-import { JobWatcher } from "./js/tracking.js";
-import { $, el, showError, toast } from "./js/ui.js";
+import { JobActions } from "./js/jobs.js";
+import { $, banner, el, showError } from "./js/ui.js";
 import { Viewer } from "./js/viewer.js";
 
 const TOOL_NAMES = { pos: "Positive point", neg: "Negative point", box: "Box" };
@@ -22,6 +23,7 @@ class Studio {
     this.frame = 0;
     this.fs = null; // FrameState of the frame on screen
     this.selected = null; // object id that prompts go to; null starts/reuses the pending object
+    this.afterTrack = null; // media id whose tracking just ended: a click with nothing selected asks
     this.labels = [];
     this.settings = { shape_mode: "mask", polygon_tolerance: 2 };
     this.timelineData = null;
@@ -46,12 +48,15 @@ class Studio {
       onSelect: (oid) => this.select(oid, { toggle: false }),
     });
     this.objects = new ObjectActions(this);
-    this.jobs = new JobWatcher($("#job"), {
-      onProgress: (job, media) => this.onTrackProgress(media),
-      onEnd: (job, media) => this.onTrackEnd(job, media),
-    });
+    this.jobs = new JobActions(this);
+    this.everythingOptions = new EverythingOptions($("#btn-everything-options"), $("#everything-menu"), (options) =>
+      this.patchSettings({ everything: options }),
+    );
     this.labelManager = new LabelManager($("#labels-dialog"), (labels) => this.labelsChanged(labels));
     this.exportMenu = new ExportMenu($("#btn-export"), $("#export-menu"), () => this.media);
+    this.importMenu = new ImportMenu($("#btn-import"), $("#import-menu"), () =>
+      this.reloadLabels().then(() => this.labelsChanged(this.labels)),
+    );
     bindControls(this);
     bindShortcuts(this);
     renderHelp($("#help-body"));
@@ -72,6 +77,15 @@ class Studio {
     $("#project-name").title = p.path || "";
     document.title = p.name ? `${p.name} · masklet studio` : "masklet studio";
     this.revision = p.revision;
+    if (p.model && p.model.random_weights) {
+      banner(
+        `Random weights: the model (${p.model.name}) was started with --random-weights, so its masks mean nothing. ` +
+          "Restart masklet studio with --checkpoint PATH (or without --random-weights) to label for real.",
+        "warn",
+        { id: "random-weights", dismissible: false },
+      );
+    }
+    for (const text of p.warnings || []) banner(text, "warn");
     this.applySettings(p.settings);
     this.setLabels(p.labels);
     const hash = new URLSearchParams(location.hash.slice(1));
@@ -82,7 +96,7 @@ class Studio {
     const running = (p.jobs || []).find((j) => j.state === "running");
     if (running) {
       const media = p.media.find((m) => m.id === running.media_id) || this.media;
-      this.jobs.start(running.id, media);
+      this.jobs.follow(running, media);
     }
   }
 
@@ -94,12 +108,16 @@ class Studio {
     this.pause();
     this.media = media;
     this.selected = null;
+    this.afterTrack = null;
     this.fs = null;
     this.timelineData = null;
     document.body.classList.remove("no-media", "kind-video", "kind-images");
     document.body.classList.add(`kind-${media.kind}`);
-    $("#frame-input").max = media.num_frames - 1;
-    $("#frame-count").textContent = `/ ${media.num_frames - 1}`;
+    // frames are numbered from 0 as in the API; images are counted from 1: "image 2 / 3"
+    const images = media.kind === "images";
+    $("#frame-input").min = images ? 1 : 0;
+    $("#frame-input").max = images ? media.num_frames : media.num_frames - 1;
+    $("#frame-count").textContent = `/ ${images ? media.num_frames : media.num_frames - 1}`;
     this.renderMedia();
     this.viewer.clear();
     this.timeline.setMedia(media.num_frames);
@@ -128,6 +146,8 @@ class Studio {
     this.frame = t;
     this.updateFrameControls();
     if (frameChanged) this.optimistic = [];
+    // an image set's objects belong to one image: a selection does not carry over to the next
+    if (frameChanged && m.kind === "images") this.selected = null;
     const seq = ++this.loadSeq;
     try {
       const imageUrl = urls.image(m.id, t);
@@ -162,6 +182,8 @@ class Studio {
     if (!this.media || fs.media_id !== this.media.id || fs.frame !== this.frame) return;
     this.fs = fs;
     this.revision = Math.max(this.revision, fs.revision);
+    $("#frame-name").textContent = this.media.kind === "images" ? fs.name : "";
+    $("#frame-name").title = fs.name;
     this.renderObjects();
     this.renderScene();
     if (this.showsOverlay()) {
@@ -192,6 +214,8 @@ class Studio {
     const objects = this.fs ? this.fs.objects : [];
     const info = this.timelineData?.objects.find((o) => o.id === this.selected) || null;
     renderObjectList($("#object-list"), objects, {
+      absent: this.fs ? this.fs.absent || [] : [],
+      frame: this.frame,
       selected: this.selected,
       selectedInfo: info,
       isVideo: this.media?.kind === "video",
@@ -202,7 +226,8 @@ class Studio {
         onDelete: (obj) => this.objects.remove(obj),
       },
     });
-    $("#objects-frame").textContent = this.media ? `${this.media.kind === "video" ? "frame" : "image"} ${this.frame}` : "";
+    $("#objects-frame").textContent = this.media ? this.frameLabel(this.frame) : "";
+    $("#objects-frame").dataset.frame = this.fs ? String(this.fs.frame) : "";
     const target = this.objects.target();
     $("#btn-undo").disabled = !(target && target.can_undo);
     $("#btn-redo").disabled = !(target && target.can_redo);
@@ -211,14 +236,25 @@ class Studio {
     document.body.classList.toggle("has-pending", objects.some((o) => o.status === "pending"));
   }
 
+  /** "frame 6" for a video, "image 2 / 3" for an image set (frame index 1). */
+  frameLabel(t) {
+    const m = this.media;
+    return m.kind === "video" ? `frame ${t}` : `image ${t + 1} / ${m.num_frames}`;
+  }
+
+  /** The frame index of what the frame field says (image sets count from 1). */
+  frameFromInput(value) {
+    return this.media?.kind === "images" ? Number(value) - 1 : Number(value);
+  }
+
   updateFrameControls() {
     const m = this.media;
     const t = this.frame;
     const input = $("#frame-input");
-    if (document.activeElement !== input) input.value = t;
+    if (document.activeElement !== input) input.value = m?.kind === "images" ? t + 1 : t;
     this.timeline.setFrame(t);
     $("#timecode").textContent = m && m.fps ? timecode(t / m.fps) : "";
-    $("#frame-name").textContent = this.fs && this.fs.frame === t && m?.kind === "images" ? this.fs.name : "";
+    if (!(this.fs && this.fs.frame === t)) $("#frame-name").textContent = "";
     $("#btn-prev-image").disabled = t <= 0;
     $("#btn-next-image").disabled = !m || t >= m.num_frames - 1;
     if (m) history.replaceState(null, "", `#media=${m.id}&frame=${t}`);
@@ -254,6 +290,7 @@ class Studio {
 
   select(oid, { toggle = true } = {}) {
     this.selected = toggle && oid === this.selected ? null : oid;
+    if (this.selected != null) this.afterTrack = null; // the user said which object clicks go to
     this.timeline.setSelected(this.selected);
     this.renderObjects();
     this.renderScene();
@@ -302,65 +339,11 @@ class Studio {
     document.body.classList.remove("playing");
   }
 
-  // ---- tracking, automatic masks, settings -------------------------------------------------------
-
-  async track() {
-    const m = this.media;
-    if (!m) return;
-    if (m.kind !== "video") {
-      toast("Tracking works on videos; image sets have no frames to propagate to.", "info");
-      return;
-    }
-    if (this.jobs.running) {
-      toast("A tracking job is already running; cancel it first or wait for it to finish.", "info");
-      return;
-    }
-    if (this.fs && this.fs.objects.some((o) => o.status === "pending")) {
-      toast("The new object is not finished (F), so it will not be tracked.", "info");
-    }
-    const direction = $("#track-direction").value;
-    try {
-      const res = await api.post(`/api/media/${m.id}/track`, { frame: this.frame, direction });
-      this.jobs.start(res.job_id ?? res.id, m);
-    } catch (err) {
-      showError(err);
-    }
-  }
-
-  onTrackProgress(media) {
-    if (media !== this.media) return;
-    this.loadTimeline();
-    if (!this.playing) this.refreshFrame();
-  }
-
-  onTrackEnd(job, media) {
-    if (job.state === "done") toast(`Tracking finished: ${job.done} frames.`, "ok");
-    else if (job.state === "cancelled") toast(`Tracking cancelled; the ${job.done} finished frames are kept.`, "info");
-    else if (job.error) toast(`Tracking failed: ${job.error}`, "error");
-    if (media === this.media) {
-      this.loadTimeline();
-      this.refreshFrame();
-    }
-    this.reloadLabels();
-  }
-
-  async everything() {
-    const m = this.media;
-    if (!m || m.kind !== "images") return;
-    const t = this.frame;
-    try {
-      const fs = await api.post(`/api/media/${m.id}/frames/${t}/everything`, {});
-      await this.applyFrameState(fs);
-      const n = fs.objects.filter((o) => o.source === "auto").length;
-      toast(`Segment everything: ${n} objects on this image.`, "ok");
-      this.reloadLabels();
-    } catch (err) {
-      showError(err);
-    }
-  }
+  // ---- settings --------------------------------------------------------------------------------
 
   applySettings(settings) {
     this.settings = { ...this.settings, ...settings };
+    this.everythingOptions.show(this.settings.everything);
     $("#shape-mode").value = this.settings.shape_mode;
     $("#polygon-tolerance").value = this.settings.polygon_tolerance;
     document.body.dataset.shape = this.settings.shape_mode;

@@ -1,6 +1,7 @@
 // Wiring of the page's buttons and fields to the studio, and the named actions shortcuts run.
 
 import { onBusyChange } from "./api.js";
+import { syncTrackRange } from "./tracking.js";
 import { $, showError } from "./ui.js";
 
 /** Runs a named action (from a shortcut or a button) on the studio; errors become toasts. */
@@ -16,7 +17,7 @@ export function runAction(studio, action, e = null) {
     clearPrompts: () => objects.clear(),
     undo: () => objects.undoRedo("undo"),
     redo: () => objects.undoRedo("redo"),
-    track: () => studio.track(),
+    track: () => studio.jobs.track(),
     step: () => studio.gotoFrame(studio.frame + (e.key === "ArrowLeft" ? -1 : 1) * (e.shiftKey ? 10 : 1)),
     jumpEnd: () => m && studio.gotoFrame(e.key === "Home" ? 0 : m.num_frames - 1),
     togglePlay: () => studio.togglePlay(),
@@ -50,7 +51,7 @@ export function bindControls(studio) {
   click("#btn-track", act("track"));
   click("#btn-help", act("help"));
   click("#btn-play", act("togglePlay"));
-  click("#btn-everything", () => studio.everything());
+  click("#btn-everything", () => studio.jobs.everything());
   click("#btn-labels", () => studio.labelManager.open());
   click("#btn-first", () => studio.gotoFrame(0));
   click("#btn-last", () => studio.media && studio.gotoFrame(studio.media.num_frames - 1));
@@ -61,7 +62,13 @@ export function bindControls(studio) {
   click("#zoom-fit", () => studio.viewer.fit());
 
   const input = $("#frame-input");
-  input.addEventListener("change", () => studio.gotoFrame(input.value));
+  input.addEventListener("change", () => studio.gotoFrame(studio.frameFromInput(input.value)));
+  $("#track-range").addEventListener("change", () => {
+    syncTrackRange();
+    if ($("#track-range").value === "until" && studio.media) {
+      $("#track-range-value").value = studio.media.num_frames - 1; // a frame to edit from
+    }
+  });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter") input.blur();
   });

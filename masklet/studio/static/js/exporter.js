@@ -1,4 +1,5 @@
-// The export menu: pick a format and a scope, POST /api/export, offer the zip download.
+// The export menu: pick a format and a scope, POST /api/export, offer the zip download. Exports hold
+// the annotated frames unless "All frames" is checked.
 
 import { api, withToken } from "./api.js";
 import { $, el, showError } from "./ui.js";
@@ -56,7 +57,8 @@ export class ExportMenu {
   async run(format) {
     const media = this.getMedia();
     const onlyThis = $("#export-scope-media", this.menu).checked && media;
-    const body = { format: format.id, media_ids: onlyThis ? [media.id] : null };
+    const allFrames = $("#export-all-frames", this.menu).checked;
+    const body = { format: format.id, media_ids: onlyThis ? [media.id] : null, all_frames: allFrames };
     this.menu.classList.add("working");
     try {
       const res = await api.post("/api/export", body);
@@ -70,6 +72,7 @@ export class ExportMenu {
 
   showResult(format, res) {
     const count = res.files ? res.files.length : 0;
+    const frames = `${res.frames} frame${res.frames === 1 ? "" : "s"}`;
     const link = el(
       "a.button.primary.export-download",
       { href: withToken(res.download), download: `${res.name}.zip` },
@@ -77,9 +80,57 @@ export class ExportMenu {
     );
     this.result.hidden = false;
     this.result.replaceChildren(
-      el("div.export-title", {}, `${format.name}: ${count} file${count === 1 ? "" : "s"} written`),
+      el("div.export-title", {}, `${format.name}: ${count} file${count === 1 ? "" : "s"} written (${frames})`),
       el("code.export-path", { title: res.path }, res.path),
       link,
     );
+  }
+}
+
+export const IMPORTS = [
+  { id: "batch", name: "Batch run (machine pre-labels)", hint: "the --out folder of masklet batch track" },
+  { id: "coco", name: "COCO", hint: "a COCO JSON file" },
+  { id: "yolo", name: "YOLO", hint: "a folder of YOLO label files" },
+  { id: "labelme", name: "LabelMe", hint: "a folder of LabelMe JSON files" },
+];
+
+// The import menu: a server-side path (inside the opened folders or the project, or the folder given
+// with --import) and its format, POST /api/import; done() reloads what the app shows.
+export class ImportMenu {
+  constructor(button, menu, done) {
+    this.menu = menu;
+    this.button = button;
+    this.done = done;
+    this.format = $("#import-format", menu);
+    this.path = $("#import-path", menu);
+    this.result = $("#import-result", menu);
+    this.format.replaceChildren(...IMPORTS.map((f) => el("option", { value: f.id }, f.name)));
+    const hint = () => (this.path.placeholder = IMPORTS.find((f) => f.id === this.format.value).hint);
+    this.format.addEventListener("change", hint);
+    hint();
+    $("#import-run", menu).addEventListener("click", () => this.run());
+    button.addEventListener("click", (e) => {
+      e.stopPropagation();
+      this.menu.hidden = !this.menu.hidden;
+      this.button.classList.toggle("active", !this.menu.hidden);
+    });
+  }
+
+  async run() {
+    const body = { format: this.format.value, path: this.path.value.trim() };
+    this.menu.classList.add("working");
+    try {
+      const res = await api.post("/api/import", body);
+      let text = `${res.objects} object${res.objects === 1 ? "" : "s"}, ${res.masks} masks imported`;
+      if (res.videos) text += ` into ${res.videos.join(", ") || "no video"} (machine-made)`;
+      if (res.left_out && res.left_out.length) text += `; no video named ${res.left_out.join(", ")}: left out`;
+      this.result.hidden = false;
+      this.result.textContent = text;
+      await this.done();
+    } catch (err) {
+      showError(err);
+    } finally {
+      this.menu.classList.remove("working");
+    }
   }
 }

@@ -2,13 +2,14 @@
 // other in the order the user made them, so a quick second click goes to the object the first made.
 
 import { api } from "./api.js";
-import { confirmDialog, labelDialog, showError, toast } from "./ui.js";
+import { choiceDialog, confirmDialog, labelDialog, showError, toast } from "./ui.js";
+
+const MAX_CHOICES = 8; // objects offered when a click after tracking could be a correction
 
 export class ObjectActions {
   constructor(studio) {
     this.s = studio;
     this.queue = Promise.resolve();
-    this.lastLabel = "";
   }
 
   /** Chains fn after the mutations already queued; errors become toasts. */
@@ -40,20 +41,67 @@ export class ObjectActions {
     return `“${obj.label || "new object"}” #${obj.track_id}`;
   }
 
+  /**
+   * Finished objects a click could be correcting (those not on this frame first), when the click could
+   * as well start a new object: right after tracking, with nothing selected and no new object open.
+   */
+  correctionCandidates() {
+    const s = this.s;
+    const fs = s.fs;
+    if (!fs || s.afterTrack !== s.media?.id || s.selected != null || this.pending()) return [];
+    const open = (o) => o.status === "done" && (o.end_frame == null || o.end_frame > fs.frame);
+    return [...(fs.absent || []).filter(open), ...fs.objects.filter((o) => o.status === "done")];
+  }
+
+  /** Resolves with the object id the click corrects, "new", or null (cancelled). */
+  async askTarget(candidates) {
+    const shown = candidates.slice(0, MAX_CHOICES);
+    const absent = new Set((this.s.fs.absent || []).map((o) => o.id));
+    const name = (o) => `“${o.label || "unlabeled"}” #${o.track_id}`;
+    const title = shown.length === 1 ? `New object or correct ${name(shown[0])}?` : "New object or correct one?";
+    return choiceDialog({
+      title,
+      message: "Tracking just ended and no object is selected: should this click start a new object, or correct a tracked one on this frame?",
+      options: [
+        ...shown.map((o) => ({
+          value: o.id,
+          label: `Correct ${name(o)}`,
+          detail: absent.has(o.id) ? "not on this frame" : "on this frame",
+        })),
+        { value: "new", label: "New object", detail: "a new track starts here" },
+      ],
+    });
+  }
+
   addPrompt(prompt) {
     const s = this.s;
+    if (!s.media) return null;
+    const candidates = this.correctionCandidates();
+    if (!candidates.length) return this.sendPrompt(prompt, undefined);
+    return this.askTarget(candidates).then((choice) => {
+      if (choice === null) return null;
+      s.afterTrack = null;
+      if (choice === "new") return this.sendPrompt(prompt, null);
+      s.select(choice, { toggle: false });
+      return this.sendPrompt(prompt, choice);
+    });
+  }
+
+  /** Sends a prompt for `objectId` (undefined: whatever is selected when it is sent). */
+  sendPrompt(prompt, objectId) {
+    const s = this.s;
     const m = s.media;
-    if (!m) return null;
     const t = s.frame;
     const entry = { prompt };
     s.optimistic.push(entry);
     s.renderScene();
     return this.serial(async () => {
       try {
-        const objectId = s.selected;
-        const fs = await api.post(`/api/media/${m.id}/frames/${t}/prompts`, { object_id: objectId, prompt });
+        const target = objectId === undefined ? s.selected : objectId;
+        const fs = await api.post(`/api/media/${m.id}/frames/${t}/prompts`, { object_id: target, prompt });
         if (s.media !== m) return;
-        s.selected = fs.object_id ?? objectId;
+        s.afterTrack = null;
+        s.selected = fs.object_id ?? target;
         s.timeline.setSelected(s.selected);
         s.optimistic = s.optimistic.filter((x) => x !== entry);
         s.applyFrameState(fs);
@@ -67,6 +115,7 @@ export class ObjectActions {
 
   newObject() {
     const pending = this.pending();
+    this.s.afterTrack = null; // the next click starts a new object: no need to ask
     this.s.select(null, { toggle: false });
     if (pending) {
       toast("There is one new object at a time: finish it (F) or clear it (B); your next prompts go to it.", "info");
@@ -87,16 +136,11 @@ export class ObjectActions {
       await this.relabel(obj);
       return;
     }
-    const name = await labelDialog({
-      title: `Finish object #${obj.track_id}`,
-      initial: this.lastLabel,
-      labels: s.labels,
-      action: "Finish",
-    });
+    // an empty field: the previous object's label would be one Enter away from a wrong label
+    const name = await labelDialog({ title: `Finish object #${obj.track_id}`, labels: s.labels, action: "Finish" });
     if (!name) return;
     await this.serial(async () => {
       const res = await api.post(`/api/objects/${obj.id}/finish`, { label: name });
-      this.lastLabel = name;
       if (s.selected === obj.id || s.selected == null) s.selected = null;
       s.timeline.setSelected(s.selected);
       await s.reloadLabels();
@@ -118,7 +162,6 @@ export class ObjectActions {
     if (!name || name === obj.label) return;
     await this.serial(async () => {
       await api.patch(`/api/objects/${obj.id}`, { label: name });
-      this.lastLabel = name;
       await this.s.reloadLabels();
       this.s.refreshFrame();
       this.s.loadTimeline();

@@ -123,6 +123,11 @@ export class Timeline {
           style: { left: this.pct(a), width: this.pct(b - a + 1), background: obj.color },
         }),
       );
+      for (const [a, b] of obj.machine || []) {
+        parts.push(el("div.tl-machine", { dataset: { first: a, last: b },
+          title: `frames ${a}–${b}: machine-made pre-labels (a re-track may replace them)`,
+          style: { left: this.pct(a), width: this.pct(b - a + 1) } }));
+      }
       for (const f of obj.prompted || []) {
         parts.push(el("div.tl-prompted", { dataset: { frame: f }, title: `prompted on frame ${f}`,
           style: { left: `calc(${this.pct(f + 0.5)} - 4px)` } }));

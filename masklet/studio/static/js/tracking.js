@@ -1,9 +1,30 @@
-// Watches a tracking job: polls GET /api/jobs/{id}, drives the progress bar, supports cancel.
+// Watches a job (tracking, segment everything): polls GET /api/jobs/{id}, drives the progress bar,
+// supports cancel. Also reads the tracking range controls of the toolbar.
 
 import { api } from "./api.js";
 import { $, showError } from "./ui.js";
 
 const POLL_MS = 300;
+
+/** What the job bar says for a job in each state (`where`: "media name: " or ""). */
+function describe(j, where) {
+  const counted = `${j.done} / ${j.total || "…"}`;
+  if (j.kind === "everything") {
+    const made = j.object_ids ? j.object_ids.length : 0;
+    return {
+      running: j.cancelling ? "Cancelling segment everything…" : `Segment everything ${where}${counted} points`,
+      done: `Segment everything: ${made} object${made === 1 ? "" : "s"}`,
+      cancelled: "Segment everything cancelled (nothing added)",
+      failed: `Segment everything failed${j.error ? `: ${j.error}` : ""}`,
+    }[j.state];
+  }
+  return {
+    running: j.cancelling ? `Cancelling after ${j.done} frames…` : `Tracking ${where}${counted} frames`,
+    done: `Tracked ${j.done} frames`,
+    cancelled: `Cancelled after ${j.done} frames (kept)`,
+    failed: `Tracking failed${j.error ? `: ${j.error}` : ""}`,
+  }[j.state];
+}
 
 export class JobWatcher {
   /** handlers: {onProgress(job, media) when the job's revision changes, onEnd(job, media)}. */
@@ -21,14 +42,16 @@ export class JobWatcher {
     return Boolean(this.job && this.job.state === "running");
   }
 
-  start(jobId, media) {
+  /** Follows a job record just returned by the server (its id, kind and totals). */
+  start(job, media) {
     clearTimeout(this.timer);
-    this.job = { id: jobId, state: "running", done: 0, total: 0, revision: null };
+    this.job = { state: "running", done: 0, total: 0, ...job, revision: null };
     this.media = media;
     this.failures = 0;
     this.root.hidden = false;
     this.root.dataset.state = "running";
-    this.root.dataset.jobId = jobId;
+    this.root.dataset.jobId = job.id;
+    this.root.dataset.kind = job.kind || "track";
     this.render();
     this.timer = setTimeout(() => this.poll(), POLL_MS);
   }
@@ -69,13 +92,14 @@ export class JobWatcher {
     }, 2500);
   }
 
+  /** Asks the server to stop the job: it answers at once and the job ends within a frame or batch. */
   async cancel() {
     if (!this.running) return;
     const button = $("#job-cancel", this.root);
     button.disabled = true;
     try {
       const job = await api.post(`/api/jobs/${this.job.id}/cancel`, {});
-      this.job = { ...this.job, ...job };
+      if (this.job && this.job.id === job.id && this.job.state === "running") this.job = { ...this.job, ...job };
       this.render();
     } catch (err) {
       showError(err);
@@ -90,13 +114,36 @@ export class JobWatcher {
     const pct = j.total ? Math.round((100 * j.done) / j.total) : 0;
     $("#job-bar", this.root).style.width = `${j.state === "done" ? 100 : pct}%`;
     const where = this.media ? `${this.media.name}: ` : "";
-    const text = {
-      running: `Tracking ${where}${j.done} / ${j.total || "…"} frames`,
-      done: `Tracked ${j.done} frames`,
-      cancelled: `Cancelled after ${j.done} frames (kept)`,
-      failed: `Tracking failed${j.error ? `: ${j.error}` : ""}`,
-    }[j.state];
-    $("#job-text", this.root).textContent = text || j.state;
-    $("#job-cancel", this.root).hidden = j.state !== "running";
+    $("#job-text", this.root).textContent = describe(j, where) || j.state;
+    $("#job-cancel", this.root).hidden = j.state !== "running" || Boolean(j.cancelling);
   }
+}
+
+/**
+ * The range of a tracking request from the toolbar: {} (to the end), {frames: N} or {end_frame: t}
+ * (then the direction follows from t). Throws an Error saying what to fix.
+ */
+export function trackRange(frame, numFrames) {
+  const mode = $("#track-range").value;
+  if (mode === "end") return {};
+  const value = Number($("#track-range-value").value);
+  if (!Number.isInteger(value)) throw new Error("Enter a whole number next to the tracking range.");
+  if (mode === "count") {
+    if (value < 1) throw new Error("Track at least 1 frame.");
+    return { frames: value };
+  }
+  if (value < 0 || value >= numFrames) throw new Error(`Frame ${value} is not in this video (0 to ${numFrames - 1}).`);
+  if (value === frame) throw new Error(`Frame ${value} is the frame on screen: pick a frame before or after it.`);
+  return { end_frame: value };
+}
+
+/** Shows the number field for "N frames" / "to frame"; "to frame" sets the direction itself. */
+export function syncTrackRange() {
+  const mode = $("#track-range").value;
+  const input = $("#track-range-value");
+  input.hidden = mode === "end";
+  input.min = mode === "count" ? 1 : 0;
+  input.title = mode === "count" ? "Frames to track past this one" : "The last frame to track";
+  input.setAttribute("aria-label", input.title);
+  $("#track-direction").disabled = mode === "until";
 }

@@ -135,6 +135,53 @@ export function labelDialog({ title, initial = "", labels = [], action = "Finish
   });
 }
 
+/**
+ * Asks which of several answers applies: one button per option ({value, label, detail}); the first
+ * button has the focus (Enter picks it). Resolves with the chosen value, or null when cancelled.
+ */
+export function choiceDialog({ title, message = "", options }) {
+  const dialog = $("#choice-dialog");
+  $("#choice-title", dialog).textContent = title;
+  $("#choice-message", dialog).textContent = message;
+  const buttons = options.map((opt, i) =>
+    el(
+      `button.choice${i === 0 ? ".primary" : ""}`,
+      { type: "submit", value: `choice:${i}`, dataset: { choice: String(opt.value) } },
+      el("span.choice-label", {}, opt.label),
+      opt.detail ? el("span.choice-detail", {}, opt.detail) : null,
+    ),
+  );
+  $("#choice-options", dialog).replaceChildren(...buttons);
+  dialog.returnValue = "";
+  dialog.showModal();
+  if (buttons.length) buttons[0].focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener(
+      "close",
+      () => {
+        const m = /^choice:(\d+)$/.exec(dialog.returnValue);
+        resolve(m ? options[Number(m[1])].value : null);
+      },
+      { once: true },
+    );
+  });
+}
+
+/** A message above the frame that stays until dismissed (kind "warn" or "info"); returns its node. */
+export function banner(message, kind = "warn", { id = null, dismissible = true } = {}) {
+  const root = $("#banners");
+  if (id) root.querySelector(`[data-banner="${id}"]`)?.remove();
+  const node = el(`div.banner.${kind}`, { role: kind === "warn" ? "alert" : "status", dataset: { banner: id || "" } });
+  node.append(el("span.banner-text", {}, message));
+  if (dismissible) {
+    const close = el("button.icon-only.banner-close", { type: "button", title: "Dismiss", "aria-label": "Dismiss" }, icon("close"));
+    close.addEventListener("click", () => node.remove());
+    node.append(close);
+  }
+  root.append(node);
+  return node;
+}
+
 /** True while focus is in a text field or a modal is open: single-key shortcuts must not fire. */
 export function typingOrModal(event) {
   const t = event.target;
