@@ -325,6 +325,8 @@ def build_model(
     compile: bool = False,
     encoder_dtype: str | torch.dtype | None = None,
     random_seed: int | None = None,
+    backend: str = "torch",
+    onnx_dir: str | os.PathLike | None = None,
 ) -> SAM2Model:
     """A :class:`SAM2Model` in eval mode with the weights loaded strictly (or drawn at random).
 
@@ -347,7 +349,21 @@ def build_model(
     random_seed: instead of loading weights, draw them at random from this seed (the same model for the
         same seed and preset; the global torch generator is left as it was). Masks are meaningless: this
         is for testing pipelines and for training from scratch. Needs a preset name and no checkpoint.
+    backend: ``"torch"`` (default) or ``"onnx"``: the image encoder, decoder, memory attention and memory
+        encoder run in onnxruntime over the files ``masklet export onnx`` wrote to ``onnx_dir`` (float32,
+        CPU; ``name`` may be ``"auto"`` to take the export's preset; the weights are those files').
     """
+    if backend == "onnx":
+        from masklet.export.backend import load_onnx_model  # deferred: needs the onnx extra
+
+        if checkpoint is not None or random_seed is not None or compile:
+            raise ValueError(
+                "the ONNX backend runs the weights of its exported files: leave out checkpoint, "
+                "random_seed and compile"
+            )
+        return load_onnx_model(onnx_dir, name, image_size=image_size, device=device, dtype=dtype)
+    if backend != "torch":
+        raise ValueError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
     torch_device = _resolve_device(device)
     torch_dtype = parse_dtype(dtype, torch_device)
     enc_dtype = None if encoder_dtype is None else parse_dtype(encoder_dtype, torch_device)

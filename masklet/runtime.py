@@ -74,7 +74,9 @@ def precision_meta(model) -> dict:
     """What output records say about a model's precision: ``{"dtype": ...}`` for the heavy modules
     (``--dtype``), plus ``"encoder_dtype"`` when the image encoder runs in another one (``--encoder-dtype``).
     Dtypes spelt as :func:`dtype_name` does."""
-    heavy = next((p.dtype for p in model.memory_attention.parameters()), model.dtype)
+    # the memory modules (heavy_modules()[1:]); a model whose heavy parts run elsewhere has none
+    memory = [p.dtype for m in model.heavy_modules()[1:] for p in m.parameters()]
+    heavy = memory[0] if memory else model.dtype
     meta = {"dtype": dtype_name(heavy)}
     if model.dtype != heavy:
         meta["encoder_dtype"] = dtype_name(model.dtype)

@@ -1,8 +1,9 @@
 """The EdgeTAM / EfficientTAM oracles (the authors' code from PyPI) seen from masklet's tests.
 
 They live in a virtualenv of their own (tests/setup_edge_oracles.sh): ``$MASKLET_EDGE_ORACLES``
-(default ``~/.cache/masklet/edge-oracles``, under ``$XDG_CACHE_HOME`` when set) holds ``edgetam/`` (the venv: torch, timm, hydra ...) and one package directory
-per family, ``pkgs-edgetam`` (edgetam-dimos) and ``pkgs-eta`` (efficient-track-anything). Each job runs
+(default ``~/.cache/masklet/edge-oracles``, under ``$XDG_CACHE_HOME`` when set) holds ``edgetam/``
+(the venv: torch, timm, hydra ...) and one package directory per family, ``pkgs-edgetam``
+(edgetam-dimos) and ``pkgs-eta`` (efficient-track-anything). Each job runs
 tests/edge_oracle_runner.py there in a subprocess and comes back as arrays.
 """
 

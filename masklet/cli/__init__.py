@@ -7,8 +7,8 @@ traceback of either.
 
 One module per command family: :mod:`.common` (errors, model options and loading), :mod:`.segment`
 (segment), :mod:`.demo` (demo), :mod:`.track` (track a video), :mod:`.stream` (track --stream),
-:mod:`.everything` (segment everything), :mod:`.models` (models, download); :mod:`.prompts` holds the
-``FRAME:...@OBJ`` prompt syntax and output writers.
+:mod:`.everything` (segment everything), :mod:`.models` (models, download), :mod:`.export` (export
+onnx); :mod:`.prompts` holds the ``FRAME:...@OBJ`` prompt syntax and output writers.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .common import DEFAULT_MODEL, ArgumentParser, CLIError, load_model, one_lin
 from .demo import add_demo_parser, cmd_demo
 from .eval import add_eval_parser, cmd_eval
 from .everything import add_everything_parser, cmd_everything
+from .export import add_export_parser, cmd_export
 from .models import add_models_parsers, cmd_download, cmd_models
 from .prompts import MAX_OBJ_ID, TRACK_FORMATS, TRACK_PROMPTS
 from .segment import add_segment_parser, cmd_segment, write_outputs
@@ -54,6 +55,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "train": cmd_train,
     "batch": cmd_batch,
+    "export": cmd_export,
 }
 
 
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_train_parser(sub)
     add_batch_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -166,6 +166,8 @@ def model_spec(args):
 
     from ..batch import ModelSpec
 
+    if args.backend != "torch":
+        raise CLIError("masklet batch runs the PyTorch model in its workers: leave out --backend onnx")
     if args.ray is False:
         parse_device(args.device)  # this machine runs the items: the device must be here
     elif args.device:

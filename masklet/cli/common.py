@@ -91,6 +91,14 @@ def add_model_args(p: argparse.ArgumentParser, image_size_help: str | None = Non
         action="store_true",
         help="use seeded random weights (masks are meaningless; for testing the pipeline only)",
     )
+    g.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch (default), or onnx: run the files `masklet export onnx` wrote to --onnx-dir in "
+        "onnxruntime (float32, CPU)",
+    )
+    g.add_argument("--onnx-dir", type=Path, default=None, help="the export folder for --backend onnx")
 
 
 def run_meta(model, weights: str) -> dict:
@@ -150,6 +158,8 @@ def _load(args, device, dtype, enc, name, allow_random_fallback):
     from .. import checkpoints
 
     place = {"device": device, "dtype": dtype, "image_size": args.image_size, "encoder_dtype": enc}
+    if getattr(args, "backend", "torch") == "onnx":
+        return _load_onnx(args), f"onnx:{args.onnx_dir}"
     if args.random_weights:
         if args.checkpoint is not None:
             raise CLIError("--random-weights and --checkpoint exclude each other; pass only one of them")
@@ -185,6 +195,40 @@ def _load(args, device, dtype, enc, name, allow_random_fallback):
             file=sys.stderr,
         )
         return checkpoints.build_model(name, random_seed=0, **place), "random"
+
+
+def _load_onnx(args):
+    from .. import checkpoints
+
+    if args.onnx_dir is None:
+        raise CLIError("--backend onnx needs --onnx-dir DIR, the folder `masklet export onnx` wrote")
+    if args.checkpoint is not None or args.random_weights or getattr(args, "compile", False):
+        raise CLIError(
+            "--backend onnx runs the weights of its files: leave out --checkpoint, "
+            "--random-weights and --compile"
+        )
+    if args.dtype not in ("auto", "fp32", "float32") or getattr(args, "encoder_dtype", None) not in (
+        None,
+        "fp32",
+        "float32",
+    ):
+        raise CLIError("--backend onnx computes in float32: leave out --dtype / --encoder-dtype or pass fp32")
+    try:
+        from ..export.backend import OnnxBackendError
+    except ImportError as exc:
+        raise CLIError(
+            f"--backend onnx needs the onnx extra ({exc.name} is missing): pip install 'masklet[onnx]'"
+        ) from None
+    try:
+        return checkpoints.build_model(
+            args.model or "auto",
+            backend="onnx",
+            onnx_dir=args.onnx_dir,
+            image_size=args.image_size,
+            device="cpu" if args.device is None else args.device,
+        )
+    except OnnxBackendError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def checkpoint_message(exc: Exception, own_file: str = OWN_CHECKPOINT) -> str:

@@ -128,7 +128,7 @@ class MultiScaleAttention(nn.Module):
         """
         n, h, w, _ = x.shape
         step = max(1, _CHUNK_ELEMS // (h * w * self.qkv.out_features))
-        if step >= n or not onednn_applies(x, self.qkv.weight):
+        if not onednn_applies(x, self.qkv.weight) or step >= n:
             return self._attend(x)
         sh, sw = self.q_stride or (1, 1)
         out = x.new_empty(n, h // sh, w // sw, self.proj.out_features)

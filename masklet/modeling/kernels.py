@@ -34,8 +34,13 @@ def _onednn_linear_works(dtype: torch.dtype) -> bool:
 
 
 def compiling() -> bool:
-    """True while ``torch.compile`` traces: hand-written kernels step aside for the plain ops it fuses."""
-    return torch.compiler.is_compiling() if hasattr(torch, "compiler") else False
+    """True while ``torch.compile`` or an export (``torch.export``, ONNX) traces: hand-written kernels
+    step aside for the plain ops a compiler fuses and an exported graph can express."""
+    if torch.onnx.is_in_onnx_export():
+        return True
+    if not hasattr(torch, "compiler"):
+        return False
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:

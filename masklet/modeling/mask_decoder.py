@@ -175,19 +175,30 @@ class MaskDecoder(nn.Module):
             repeat_image,
             high_res_features,
         )
+        masks, iou_pred, sam_tokens_out = self.select_masks(
+            masks, iou_pred, mask_tokens_out, multimask_output
+        )
+        return masks, iou_pred, sam_tokens_out, object_score_logits
+
+    def select_masks(
+        self, masks: torch.Tensor, iou_pred: torch.Tensor, mask_tokens: torch.Tensor, multimask_output: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The returned candidates from all of :meth:`predict_masks`' outputs: masks (B, 4, H, W),
+        iou (B, 4), mask tokens (B, 4, C) -> (masks, iou_pred, sam_tokens_out) as :meth:`forward`
+        returns them."""
         if multimask_output:
-            masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
+            sel_masks, sel_iou = masks[:, 1:], iou_pred[:, 1:]
         elif self.dynamic_multimask_via_stability and not self.training:
-            masks, iou_pred = self._select_stable(masks, iou_pred)
+            sel_masks, sel_iou = self._select_stable(masks, iou_pred)
         else:
-            masks, iou_pred = masks[:, :1], iou_pred[:, :1]
+            sel_masks, sel_iou = masks[:, :1], iou_pred[:, :1]
         if multimask_output and self.use_multimask_token_for_obj_ptr:
-            sam_tokens_out = mask_tokens_out[:, 1:]
+            tokens = mask_tokens[:, 1:]
         else:
             # the pointer token is the single-mask one even when multimask masks are returned: during
             # training tracking always followed multi-click prompts, which use that token
-            sam_tokens_out = mask_tokens_out[:, :1]
-        return masks, iou_pred, sam_tokens_out, object_score_logits
+            tokens = mask_tokens[:, :1]
+        return sel_masks, sel_iou, tokens
 
     def _check_inputs(
         self,

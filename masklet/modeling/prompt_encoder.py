@@ -178,7 +178,9 @@ class PromptEncoder(nn.Module):
                     f"image-embedding size); got {tuple(masks.shape)}. Resize it first."
                 )
             sizes["masks"] = masks.shape[0]
-        if len(set(sizes.values())) > 1:
+        values = list(sizes.values())
+        # compared pairwise, not through a set: an export traces these sizes as unhashable symbols
+        if any(v != values[0] for v in values[1:]):
             detail = ", ".join(f"{k}: {v}" for k, v in sizes.items())
             raise ValueError(f"prompts disagree on the batch size ({detail}); give one prompt set per item")
         return next(iter(sizes.values()), 1)

@@ -86,7 +86,8 @@ class AxialRoPE:
         n_rot = x.shape[-2] - num_exclude
         if n_rot < 0:
             raise ValueError(f"cannot exclude {num_exclude} tokens from RoPE: only {x.shape[-2]} tokens")
-        reps, rem = divmod(n_rot, n_grid)
+        # floor division and modulo rather than divmod: they also take the symbolic sizes of an export
+        reps, rem = n_rot // n_grid, n_rot % n_grid
         if rem or (not repeat and reps != 1):
             what = "a multiple of" if repeat else "equal to"
             raise ValueError(

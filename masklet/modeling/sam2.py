@@ -213,7 +213,15 @@ class SAM2Model(nn.Module):
         consumer of memories (``attend_to_memories``, the memory bank) treats both alike.
         """
         m = (high_res_masks > 0).to(high_res_masks.dtype) if binarize else torch.sigmoid(high_res_masks)
-        m = m * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
+        return self.encode_mask_memory(image_embed, m, object_score)
+
+    def encode_mask_memory(
+        self, image_embed: torch.Tensor, mask: torch.Tensor, object_score: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`encode_memory` for a mask already in [0, 1] (B, 1, S, S): a binary mask, or the
+        sigmoid of the logits. ``object_score`` (B, 1): frames with a score <= 0 get the absent-object
+        embedding (SAM 2.1)."""
+        m = mask * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
         mem_dtype = self.memory_encoder.out_proj.weight.dtype
         feats, pos = self.memory_encoder(image_embed.to(mem_dtype), m.to(mem_dtype), skip_mask_sigmoid=True)
         feats, pos = feats.to(self.head_dtype), pos.to(self.head_dtype)
@@ -290,19 +298,18 @@ class SAM2Model(nn.Module):
         pe = self.memory_encoder.position_encoding.encoding(h, w, self.device)
         return pe[None].to(self.head_dtype)
 
-    def pointer_pos_enc(self, positions: list[int], max_pointers: int) -> torch.Tensor:
-        """(P, 64) temporal encoding of object pointers at signed/absolute frame distances.
+    def encode_pointer_positions(self, t: torch.Tensor) -> torch.Tensor:
+        """(P,) float32 signed/absolute frame distances divided by (max_pointers - 1) -> (P, 64) temporal
+        encodings of object pointers.
 
-        SAM 2.0 uses none (zeros); 2.1 uses a sine encoding of distance / (max_pointers - 1) projected
-        by ``obj_ptr_tpos_proj``.
+        SAM 2.0 uses none (zeros); 2.1 uses a sine encoding of ``t`` projected by ``obj_ptr_tpos_proj``.
         """
         mem = self.cfg.mem_dim
         if not self.cfg.traits.add_tpos_enc_to_obj_ptrs:
-            return torch.zeros(len(positions), mem, device=self.device, dtype=self.head_dtype)
+            return torch.zeros(t.shape[0], mem, device=t.device, dtype=self.head_dtype)
         dim = self.cfg.d_model if self.cfg.traits.proj_tpos_enc_in_obj_ptrs else mem
-        t = torch.tensor(positions, dtype=torch.float32, device=self.device) / max(max_pointers - 1, 1)
         half = dim // 2
-        freq = 10000.0 ** (2 * (torch.arange(half, device=self.device) // 2) / half)
+        freq = 10000.0 ** (2 * (torch.arange(half, device=t.device) // 2) / half)
         angles = t[:, None] / freq
         return self.obj_ptr_tpos_proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
@@ -321,33 +328,54 @@ class SAM2Model(nn.Module):
         1..num_maskmem-1 for recent ones (num_maskmem-1 = the previous frame);
         pointers: (temporal position, object pointer (B, 256)). Returns (B, 256, h, w).
         """
-        b, c, h, w = image_embed.shape
-        dtype = self.memory_attention.norm.weight.dtype
-        pos = self.memory_pos_enc(h, w).flatten(2).permute(2, 0, 1)
-        feats, feat_pos = [], []
-        for t_pos, mem in memories:
-            feats.append(mem.flatten(2).permute(2, 0, 1).to(dtype))
-            tpos = self.maskmem_tpos_enc[self.cfg.num_maskmem - t_pos - 1]
-            feat_pos.append((pos + tpos).expand(-1, b, -1).to(dtype))
-        num_ptr_tokens = 0
+        b = image_embed.shape[0]
+        memory = torch.stack([m for _, m in memories], dim=1)
+        t_pos = torch.tensor([t for t, _ in memories], dtype=torch.long, device=image_embed.device)
         if pointers:
-            ptrs = torch.stack([p for _, p in pointers])  # (P, B, C)
-            ptr_pos = self.pointer_pos_enc([t for t, _ in pointers], max_pointers)
-            split = c // self.cfg.mem_dim
-            # each 256-d pointer becomes ``split`` 64-d memory tokens sharing one position
-            ptrs = ptrs.reshape(len(pointers), b, split, -1).permute(0, 2, 1, 3).flatten(0, 1)
-            ptr_pos = ptr_pos.repeat_interleave(split, dim=0)[:, None].expand(-1, b, -1)
-            feats.append(ptrs.to(dtype))
-            feat_pos.append(ptr_pos.to(dtype))
-            num_ptr_tokens = ptrs.shape[0]
+            ptrs = torch.stack([p for _, p in pointers], dim=1)
+        else:
+            ptrs = image_embed.new_zeros(b, 0, self.cfg.d_model)
+        ptr_t = torch.tensor([t for t, _ in pointers], dtype=torch.float32, device=image_embed.device)
+        ptr_t = ptr_t / max(max_pointers - 1, 1)
+        return self.attend_to_memory_tensors(image_embed, image_pos, memory, t_pos, ptrs, ptr_t)
+
+    def attend_to_memory_tensors(
+        self,
+        image_embed: torch.Tensor,
+        image_pos: torch.Tensor,
+        memory: torch.Tensor,
+        memory_tpos: torch.Tensor,
+        pointers: torch.Tensor,
+        pointer_tpos: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`attend_to_memories` on stacked tensors (any number F of memories and P of pointers).
+
+        memory: (B, F, 64, h, w); memory_tpos: (F,) int64 t_pos of each; pointers: (B, P, 256);
+        pointer_tpos: (P,) float32 their frame distances divided by (max_pointers - 1).
+        Returns (B, 256, h, w).
+        """
+        pointer_pos = self.encode_pointer_positions(pointer_tpos)
+        b, c, h, w = image_embed.shape
+        mem = self.cfg.mem_dim
+        dtype = self.memory_attention.norm.weight.dtype
+        pos = self.memory_pos_enc(h, w).flatten(2).permute(2, 0, 1)  # (hw, 1, 64)
+        tpos = self.maskmem_tpos_enc[self.cfg.num_maskmem - 1 - memory_tpos]  # (F, 1, 1, 64)
+        # frame-major tokens, each frame's grid row-major: (F * hw, B, 64)
+        feats = memory.permute(1, 3, 4, 0, 2).reshape(-1, b, mem).to(dtype)
+        feat_pos = (pos[None] + tpos).expand(-1, -1, b, -1).reshape(-1, b, mem).to(dtype)
+        # each 256-d pointer becomes ``split`` 64-d memory tokens sharing one position
+        split = c // mem
+        p = pointers.shape[1]
+        ptrs = pointers.reshape(b, p, split, mem).permute(1, 2, 0, 3).reshape(p * split, b, mem)
+        ptr_pos = pointer_pos.repeat_interleave(split, dim=0)[:, None].expand(-1, b, -1)
         curr = image_embed.flatten(2).permute(2, 0, 1).to(dtype)
         curr_pos = image_pos.flatten(2).permute(2, 0, 1).to(dtype)
         out = self.memory_attention(
             curr,
-            torch.cat(feats),
+            torch.cat([feats, ptrs.to(dtype)]),
             curr_pos,
-            torch.cat(feat_pos),
-            num_ptr_tokens,
+            torch.cat([feat_pos, ptr_pos.to(dtype)]),
+            p * split,
             feat_size=(h, w),
         )
         return out.permute(1, 2, 0).reshape(b, c, h, w).to(self.head_dtype)

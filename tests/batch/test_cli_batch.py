@@ -57,6 +57,10 @@ def _track(track_data, out, *extra):
         (["--checkpoint", "/nonexistent/model.pt"], "exclude each other"),
         (["--threads", "2", "--threads-per-worker", "1"], "--threads and --threads-per-worker disagree"),
         (["--ray", "--device", "cpu", "--gpus-per-worker", "1"], "--gpus-per-worker with --device cpu"),
+        (
+            ["--backend", "onnx"],
+            "masklet batch runs the PyTorch model in its workers: leave out --backend onnx",
+        ),
     ],
 )
 def test_bad_options_stop_before_any_work(track_data, tmp_path, capsys, no_model, extra, message):

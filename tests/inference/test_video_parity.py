@@ -97,7 +97,12 @@ def run_session(
     h, w = os_.video_height, os_.video_width
     assert (h, w) == (rs["video_height"], rs["video_width"])
     c = Comparer()
-    both = [(ours, os_), (ref, rs)]
+    script_session(c, [(ours, os_), (ref, rs)], h, w, n_frames, full_script)
+    return c
+
+
+def script_session(c: Comparer, both: list, h: int, w: int, n_frames: int, full_script: bool = True) -> None:
+    """The scripted session on two (predictor, state) pairs, the second one's results the expected."""
 
     def each(method: str, *args, **kw):
         return [getattr(p, method)(s, *args, **kw) for p, s in both]
@@ -106,7 +111,7 @@ def run_session(
     c.call(*each("add_new_points_or_box", 0, 2, box=[0.05 * w, 0.1 * h, 0.4 * w, 0.7 * h]), "box obj 2")
     c.propagate(*each("propagate_in_video"), "first propagation")
     if not full_script:
-        return c
+        return
     k = n_frames // 2
     c.call(
         *each("add_new_points_or_box", k, 1, points=[[0.7 * w, 0.3 * h]], labels=[0], clear_old_points=False),
@@ -126,7 +131,6 @@ def run_session(
     for (f, mo), (_, mr) in zip(upd_o, upd_r):
         c.logits(mo, mr, f"remove_object update frame {f}")
     c.propagate(*each("propagate_in_video"), "propagation after removing an object")
-    return c
 
 
 def check_nontrivial(c: Comparer) -> None:
