@@ -189,10 +189,27 @@ def build(job: dict, video: bool = False) -> torch.nn.Module:
         model = instantiate(OmegaConf.create(_efficienttam_config(job, video)), _recursive_=True)
     if video:
         model.fill_hole_area = 0
+        _cast_memory(model.memory_attention)
     if "checkpoint" in job:
         sd = torch.load(job["checkpoint"], map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(sd, strict=True)
     return model.eval()
+
+
+def _cast_memory(attn: torch.nn.Module) -> None:
+    """Give the memory attention its memory in the compute dtype.
+
+    The video predictors store memories in bfloat16 and count on concatenation with float32 object
+    pointers to promote them; a frame with no pointer to attend to (reverse tracking from the last
+    frame after a correction) then fails on CPU with "mat1 and mat2 must have the same dtype".
+    """
+    plain = attn.forward
+
+    def forward(curr, memory, curr_pos=None, memory_pos=None, **kwargs):
+        dtype = curr[0].dtype if isinstance(curr, list) else curr.dtype
+        return plain(curr, memory.to(dtype), curr_pos, memory_pos.to(dtype), **kwargs)
+
+    attn.forward = forward
 
 
 def make_checkpoint(job: dict) -> None:

@@ -5,9 +5,10 @@ seeded random checkpoint itself, in the official format; masklet loads it strict
 matrix of tests/inference/test_image_parity.py. Video: a scripted multi-object session (a click, a box
 and a mask prompted before tracking, since neither official predictor accepts a new object once
 tracking started; propagation, a reverse propagation; EdgeTAM also removes an object), the object-score
-head spread so that some frames are absent. Corrections on a tracked frame are left out: both official
-predictors predate SAM 2's per-object state (a corrected frame becomes a prompted frame of every
-object), while masklet keeps sam2 1.1.0's behaviour (tests/inference/test_video_parity.py).
+head spread so that some frames are absent. A correction on a tracked frame and an object added after
+tracking started have their own test: both official predictors predate sam2 1.1.0's per-object state
+(they keep a corrected tracked frame through later propagations, where 1.1.0 and masklet track it
+again, and they refuse new objects once tracking started), so those checks compare what both define.
 float32 logits max|diff|/std <= 1e-3, masks IoU >= 0.999. Small inputs (512 px images, 256 px video)
 keep CI cheap.
 """
@@ -144,4 +145,66 @@ def test_scripted_video_session_matches_oracle(preset, ckpt_dir, tmp_path):
                 logits, torch.from_numpy(ref[f"{i}_{r}_logits"]), f"{preset} op {i} ({op}) frame {frame}"
             )
     check_nontrivial(c)
+    print(f"{preset}: {c.count} results compared, worst max|diff|/std {c.worst:.2e}")
+
+
+def _compare(c: Comparer, records: list, ref: dict, i: int, what: str) -> None:
+    """Our records of one operation against the oracle's operation ``i``."""
+    n_ref = len({k.split("_")[1] for k in ref if k.startswith(f"{i}_")})
+    assert len(records) == n_ref, f"{what}: {len(records)} results vs {n_ref}"
+    for r, (frame, ids, logits) in enumerate(records):
+        want = (int(ref[f"{i}_{r}_frame"]), ref[f"{i}_{r}_ids"].tolist())
+        assert (frame, list(ids)) == want, f"{what} result {r}"
+        c.logits(logits, torch.from_numpy(ref[f"{i}_{r}_logits"]), f"{what} frame {frame}")
+
+
+@pytest.mark.parametrize("preset", ["edgetam", "efficienttam_ti_1"])
+def test_refinement_and_late_objects_match_oracle(preset, ckpt_dir, tmp_path):
+    """A correction on a tracked frame, and an object added after tracking started.
+
+    Correction: both official predictors predate sam2 1.1.0's per-object state and keep a corrected
+    tracked frame through later propagations, where 1.1.0 (and masklet) track it again; so the check
+    is the correction itself and a propagation from the frame after it, which both build on the
+    corrected frame's memory. Late objects: neither official predictor accepts a new object once
+    tracking started, so masklet's session (object 2 added after a propagation) is checked against a
+    fresh oracle session with both objects prompted up front: each object's memory is its own, so
+    every later result must be the same.
+    """
+    require_oracle(FAMILY[preset])
+    torch.manual_seed(0)
+    n, fix = 5, 3
+    ckpt = _checkpoint(preset, ckpt_dir, "video")
+    folder = clip_folder(tmp_path, n)
+    ours = VideoPredictor(build_model(preset, ckpt, device="cpu", image_size=VIDEO_SIZE), fill_hole_area=0)
+    state = ours.init_state(folder)
+    h, w = state.video_height, state.video_width
+    # object 1 stays present over the clip with these weights, and the correction changes its mask
+    click1 = ["points", 0, 1, [[0.2 * w, 0.3 * h]], [1], True]
+    click2 = ["points", 0, 2, [[0.3 * w, 0.5 * h]], [1], True]
+    refine = ["points", fix, 1, [[0.8 * w, 0.2 * h]], [1], False]
+    script_a = [click1, ["propagate", None, False], refine, ["propagate", fix + 1, False]]
+    script_b = [click1, click2, ["propagate", None, False], ["propagate", n - 1, True]]
+    job = {**family_job(preset, VIDEO_SIZE), "task": "video", "checkpoint": str(ckpt), "frames": str(folder)}
+    ref_a = run_oracle({**job, "script": script_a}, tmp_path / "oracle-a")
+    ref_b = run_oracle({**job, "script": script_b}, tmp_path / "oracle-b")
+
+    c = Comparer()
+    tracked = None
+    for i, (op, *args) in enumerate(script_a):
+        records = _run_ours(ours, state, op, args)
+        _compare(c, records, ref_a, i, f"{preset} refinement op {i} ({op})")
+        if i == 1:
+            tracked = next(logits for frame, _, logits in records if frame == fix).clone()
+        if i == 2:
+            changed = ((records[0][2] > 0) != (tracked > 0)).float().mean().item()
+            assert changed > 0.001, "the correction did not change the tracked mask: nothing was tested"
+
+    late = ours.init_state(folder)
+    forward, backward = ["propagate", None, False], ["propagate", n - 1, True]
+    ours_b = [click1, forward, click2, forward, backward]
+    counterpart = {0: (ref_a, 0), 1: (ref_a, 1), 2: (ref_b, 1), 3: (ref_b, 2), 4: (ref_b, 3)}
+    for i, (op, *args) in enumerate(ours_b):
+        ref, j = counterpart[i]
+        _compare(c, _run_ours(ours, late, op, args), ref, j, f"{preset} late objects op {i} ({op})")
+    assert c.present >= 10, f"only {c.present} present-object comparisons: the test would be trivial"
     print(f"{preset}: {c.count} results compared, worst max|diff|/std {c.worst:.2e}")
