@@ -7,21 +7,28 @@ It imports nothing from masklet. Usage::
 
     python edge_oracle_runner.py JOB.json
 
-JOB: {"family": "edgetam" | "efficienttam", "size": "ti" | "s" (EfficientTAM), "attention": "" | "1" |
-"2" (EfficientTAM's cross-attention variant), "image_size": int, "task": ..., "out": path.npz, ...}
+JOB: {"family": "edgetam" | "efficienttam" | "sam2" (Meta's, for speed only), "size": "ti" | "s"
+(EfficientTAM), "attention": "" | "1" | "2" (EfficientTAM's cross-attention variant), "config" (sam2),
+"image_size": int, "task": ..., "out": path.npz, ...}
 
 - task "checkpoint": seeded random weights, perturbed, the object-score head scaled and shifted, saved
   in the official format to ``path`` (keys ``seed``, ``score_scale``, ``score_shift``);
 - task "image": ``image`` (.npy, HxWx3 uint8) and ``cases`` (predict() keyword lists): every case's
   full-size logits, scores and low-res logits;
 - task "video": ``frames`` (a JPEG folder) and ``script`` (a list of operations, see ``run_video``):
-  every returned and yielded (frame, object ids, logits).
+  every returned and yielded (frame, object ids, logits);
+- task "speed" (benchmarks/bench_edge.py): ``frames`` (a JPEG folder), ``objects`` clicks on frame 0
+  at ``points``, ``dtype`` "fp32" or "bf16" (CPU autocast): the seconds of every frame of one
+  propagation (``track``) and of three set_image calls on the first frame (``set_image``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -179,9 +186,20 @@ def _efficienttam_config(job: dict, video: bool) -> dict:
     return model
 
 
+def _sam2(job: dict, video: bool) -> torch.nn.Module:
+    """Meta's sam2 (family "sam2", ``config`` as its package names it), for benchmarks/bench_edge.py."""
+    from sam2.build_sam import build_sam2, build_sam2_video_predictor
+
+    make = build_sam2_video_predictor if video else build_sam2
+    extra = [f"++model.image_size={job['image_size']}"]
+    return make(job["config"], None, device="cpu", hydra_overrides_extra=extra)
+
+
 def build(job: dict, video: bool = False) -> torch.nn.Module:
     if job["family"] == "edgetam":
         model = _edgetam(job, video)
+    elif job["family"] == "sam2":
+        model = _sam2(job, video)
     else:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
@@ -285,13 +303,46 @@ def _video_op(pred, state, op: str, args: list) -> list:
     raise ValueError(f"unknown operation {op!r}")
 
 
+def run_speed(job: dict) -> dict[str, np.ndarray]:
+    from PIL import Image
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    bf16 = job["dtype"] == "bf16"
+    precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    pred = build(job, video=True)
+    times = []
+    with torch.inference_mode(), precision:
+        state = pred.init_state(job["frames"])
+        add = getattr(pred, "add_new_points_or_box", None) or pred.add_new_points
+        for k, point in enumerate(job["points"][: job["objects"]]):
+            add(state, 0, k + 1, points=[point], labels=[1])
+        t = time.perf_counter()
+        for _ in pred.propagate_in_video(state):
+            now = time.perf_counter()
+            times.append(now - t)
+            t = now
+    image_pred = SAM2ImagePredictor(build(job))
+    s = job["image_size"]
+    image_pred._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+    first = sorted(Path(job["frames"]).iterdir())[0]
+    image = np.asarray(Image.open(first).convert("RGB"))
+    set_times = []
+    with torch.inference_mode(), precision:
+        for _ in range(3):
+            t = time.perf_counter()
+            image_pred.set_image(image)
+            set_times.append(time.perf_counter() - t)
+    return {"track": np.array(times), "set_image": np.array(set_times)}
+
+
 def main() -> None:
     job = json.loads(open(sys.argv[1]).read())
     torch.set_num_threads(job.get("threads", 2))
     if job["task"] == "checkpoint":
         make_checkpoint(job)
         return
-    out = run_image(job) if job["task"] == "image" else run_video(job)
+    run = {"image": run_image, "video": run_video, "speed": run_speed}[job["task"]]
+    out = run(job)
     np.savez(job["out"], **out)
 
 
