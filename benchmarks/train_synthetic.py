@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_video import machine as _machine  # noqa: E402
 from bench_video import write_section  # noqa: E402
 
-from masklet.checkpoints import save_checkpoint  # noqa: E402
+from masklet.checkpoint_files import save_checkpoint  # noqa: E402
 from masklet.eval.score import score_folder  # noqa: E402
 from masklet.eval.synthetic import VOID, make_vos_dataset  # noqa: E402
 from masklet.io.masks import read_id_png  # noqa: E402

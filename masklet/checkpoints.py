@@ -8,13 +8,13 @@ this module is the only place where such renaming may live.
 
 Where the official files live and how they are fetched (registry, cache directory, download, and the
 ``MASKLET_CACHE`` / ``MASKLET_DOWNLOAD_BASE`` variables) is :mod:`masklet.download`; its public names are
-re-exported here, so ``from masklet.checkpoints import download_checkpoint`` keeps working.
+re-exported here, so ``from masklet.checkpoints import download_checkpoint`` keeps working. Reading and
+writing the files themselves is :mod:`masklet.checkpoint_files`, whose public names are re-exported too.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from masklet.checkpoint_files import key_examples, load_state_dict_file, save_checkpoint
 from masklet.checkpoint_layouts import efficient_family_preset, weight_layout
 from masklet.download import (
     DEFAULT_DOWNLOAD_BASE,
@@ -30,7 +31,6 @@ from masklet.download import (
     CheckpointError,
     CheckpointUnavailable,
     OfficialCheckpoint,
-    atomic_file,
     cache_dir,
     cached_checkpoint_path,
     checkpoint_url,
@@ -38,7 +38,7 @@ from masklet.download import (
     is_url,
     official_checkpoint,
 )
-from masklet.presets import ALIASES, PRESETS, get_preset
+from masklet.presets import ALIASES, PRESETS, ModelConfig, get_preset
 from masklet.runtime import default_device, parse_dtype
 
 if TYPE_CHECKING:
@@ -81,107 +81,6 @@ class PresetMismatch(CheckpointError):
         )
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint into a ``{name: tensor}`` dict on the CPU.
-
-    Accepts the official ``.pt`` format (``{"model": state_dict}``, extra entries such as optimizer
-    state are ignored), a bare state dict saved with ``torch.save``, and safetensors files (recognised
-    by the ``.safetensors`` extension or by their header). Pickles are read with ``weights_only=True``,
-    so opening a file never runs code from it.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory; expected a .pt or .safetensors file")
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint file {path} does not exist; expected a .pt or .safetensors file. Check the path, "
-            "or pass checkpoint=None to use the official file (downloaded once into the cache)"
-        )
-    with path.open("rb") as f:
-        head = f.read(16)
-    size = path.stat().st_size
-    if path.suffix == ".safetensors" or _looks_like_safetensors(head, size):
-        obj = _read_safetensors(path)
-    elif head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # zip (torch >= 1.6) or legacy pickle
-        obj = _read_torch(path)
-    elif size == 0:
-        raise CheckpointError(_corrupt_message(path, "PyTorch checkpoint", "the file is empty"))
-    else:
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint or a safetensors file (it starts with {head[:12]!r}; an "
-            "error page saved instead of the file?). Expected an official SAM 2 .pt file or .safetensors; "
-            "if it was downloaded, delete it and download it again"
-        )
-    return _extract_state_dict(obj, path)
-
-
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    # safetensors: an 8-byte little-endian header length, then a JSON header.
-    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size
-
-
-def _corrupt_message(path: Path, kind: str, detail: object) -> str:
-    return (
-        f"{path} is not a valid {kind} (truncated or corrupt?): {detail}. If it was downloaded, "
-        "re-download it: delete it and run again"
-    )
-
-
-def _read_torch(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc) or "Unsupported class" in str(exc):
-            raise CheckpointError(
-                f"{path} holds Python objects besides tensors (a full training state?), which masklet "
-                "refuses to unpickle because that could run code. If you trust the file, extract the "
-                "weights with torch.load(path, weights_only=False)['model'] and pass them to "
-                "masklet.checkpoints.load_into, or re-save them with save_checkpoint"
-            ) from exc
-        raise CheckpointError(_corrupt_message(path, "PyTorch checkpoint", _first_line(exc))) from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(_corrupt_message(path, "PyTorch checkpoint", _first_line(exc))) from exc
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # the Rust SafetensorError is not importable in a stable place
-        raise CheckpointError(_corrupt_message(path, "safetensors file", _first_line(exc))) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
-
-
-def _is_state_dict(obj: object) -> bool:
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
-
-
-def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, Mapping) and "model" in obj:
-        if not _is_state_dict(obj["model"]):
-            raise CheckpointError(
-                f"{path}: its 'model' entry is a {type(obj['model']).__name__}, not a dict of tensors. "
-                "Expected the official format {'model': {name: tensor}}"
-            )
-        return dict(obj["model"])
-    if _is_state_dict(obj):
-        return dict(obj)
-    found = f"top-level keys {_examples([str(k) for k in obj])}" if isinstance(obj, Mapping) else type(obj)
-    raise CheckpointError(
-        f"{path} has no 'model' entry and does not look like a state dict (found {found}). Expected the "
-        "official format {'model': {name: tensor}} or a bare {name: tensor} dict, as save_checkpoint writes"
-    )
-
-
 def _strip_wrapper_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop a prefix shared by every key that a wrapper (DataParallel, torch.compile) added."""
     sd = dict(state_dict)
@@ -193,11 +92,6 @@ def _strip_wrapper_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
                 sd = {k[len(prefix) :]: v for k, v in sd.items()}
                 stripped = True
     return sd
-
-
-def _examples(keys: list[str], n: int = 5) -> str:
-    more = f", ... ({len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
 
 
 def infer_preset(state_dict: Mapping[str, torch.Tensor], file_name: str | None = None) -> str:
@@ -218,7 +112,7 @@ def infer_preset(state_dict: Mapping[str, torch.Tensor], file_name: str | None =
             hint = " It looks like a SAM 1 (segment-anything) checkpoint, which SAM 2 cannot use."
         raise CheckpointError(
             f"cannot tell which SAM 2 model this checkpoint is for: it has no 4-d {_POS_EMBED_KEY} "
-            f"tensor ({len(sd)} keys, e.g. {_examples(sorted(sd), 3)}).{hint} Expected an official "
+            f"tensor ({len(sd)} keys, e.g. {key_examples(sorted(sd), 3)}).{hint} Expected an official "
             "SAM 2 / SAM 2.1, EdgeTAM or EfficientTAM checkpoint or a fine-tune of one"
         )
     width = pos.shape[1]
@@ -242,14 +136,16 @@ def _mismatch_report(expected: Mapping[str, torch.Tensor], sd: Mapping[str, torc
     shapes = [k for k in expected if k in sd and expected[k].shape != sd[k].shape]
     lines = []
     if missing:
-        lines.append(f"{len(missing)} missing key(s) (in the model, not in the file): {_examples(missing)}")
+        lines.append(
+            f"{len(missing)} missing key(s) (in the model, not in the file): {key_examples(missing)}"
+        )
     if unexpected:
         lines.append(
-            f"{len(unexpected)} unexpected key(s) (in the file, not in the model): {_examples(unexpected)}"
+            f"{len(unexpected)} unexpected key(s) (in the file, not in the model): {key_examples(unexpected)}"
         )
     if shapes:
         items = [f"{k}: expected {tuple(expected[k].shape)}, got {tuple(sd[k].shape)}" for k in shapes]
-        lines.append(f"{len(shapes)} shape mismatch(es): {_examples(items)}")
+        lines.append(f"{len(shapes)} shape mismatch(es): {key_examples(items)}")
     return lines
 
 
@@ -316,6 +212,39 @@ def _resolve_weights(name: str, checkpoint: str | os.PathLike | None) -> tuple[d
     return sd, infer_preset(sd, path.name) if name == "auto" else name
 
 
+def _onnx_model(
+    name: str,
+    onnx_dir: str | os.PathLike | None,
+    image_size: int | None,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    torch_only: bool,
+) -> SAM2Model:
+    """build_model's ``backend="onnx"``; ``torch_only``: a checkpoint, random seed or compile was asked."""
+    from masklet.export.backend import load_onnx_model  # deferred: needs the onnx extra
+
+    if torch_only:
+        raise ValueError(
+            "the ONNX backend runs the weights of its exported files: leave out checkpoint, "
+            "random_seed and compile"
+        )
+    return load_onnx_model(onnx_dir, name, image_size=image_size, device=device, dtype=dtype)
+
+
+def _instantiate(cfg: ModelConfig, sd: dict[str, torch.Tensor] | None, random_seed: int | None) -> SAM2Model:
+    """A :class:`SAM2Model` of ``cfg`` holding ``sd`` strictly, or, when ``sd`` is None, weights drawn
+    from ``random_seed`` without touching the global torch generator."""
+    from masklet.modeling.sam2 import SAM2Model  # deferred: reading the registry needs no model code
+
+    if sd is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed)
+            return SAM2Model(cfg)
+    model = SAM2Model(cfg)
+    load_into(model, sd, cfg.name)
+    return model
+
+
 def build_model(
     name: str,
     checkpoint: str | os.PathLike | None = None,
@@ -354,14 +283,8 @@ def build_model(
         CPU; ``name`` may be ``"auto"`` to take the export's preset; the weights are those files').
     """
     if backend == "onnx":
-        from masklet.export.backend import load_onnx_model  # deferred: needs the onnx extra
-
-        if checkpoint is not None or random_seed is not None or compile:
-            raise ValueError(
-                "the ONNX backend runs the weights of its exported files: leave out checkpoint, "
-                "random_seed and compile"
-            )
-        return load_onnx_model(onnx_dir, name, image_size=image_size, device=device, dtype=dtype)
+        torch_only = checkpoint is not None or random_seed is not None or compile
+        return _onnx_model(name, onnx_dir, image_size, device, dtype, torch_only)
     if backend != "torch":
         raise ValueError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
     torch_device = _resolve_device(device)
@@ -371,45 +294,13 @@ def build_model(
         raise ValueError("random_seed draws random weights instead of loading a checkpoint: pass only one")
     # with random weights an unknown name (or 'auto') fails in get_preset
     sd, preset = _resolve_weights(name, checkpoint) if random_seed is None else (None, get_preset(name).name)
-    cfg = get_preset(preset, image_size)
-    from masklet.modeling.sam2 import SAM2Model  # deferred: reading the registry needs no model code
-
-    if sd is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_seed)
-            model = SAM2Model(cfg)
-    else:
-        model = SAM2Model(cfg)
-        load_into(model, sd, cfg.name)
+    model = _instantiate(get_preset(preset, image_size), sd, random_seed)
     model = model.to(device=torch_device).set_compute_dtype(torch_dtype, enc_dtype).eval()
     if compile:
         from masklet.compile import compile_model
 
         compile_model(model)
     return model
-
-
-def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Write ``model``'s weights (or a state dict) in the official format ``{"model": state_dict}``, or as
-    safetensors when ``path`` ends in ``.safetensors``. Tensors are saved on the CPU in their current
-    dtype; the file appears only once complete."""
-    state = model.state_dict() if isinstance(model, nn.Module) else model
-    tensors, seen = {}, set()
-    for key, value in state.items():
-        t = value.detach().cpu().contiguous()
-        # safetensors refuses tensors sharing memory; a copy costs little and keeps every key.
-        ptr = t.untyped_storage().data_ptr()
-        tensors[key] = t.clone() if ptr in seen else t
-        seen.add(ptr)
-    path = Path(path).expanduser()
-    with atomic_file(path) as tmp:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            save_file(tensors, tmp, metadata={"format": "pt"})
-        else:
-            torch.save({"model": tensors}, tmp)
-    return path
 
 
 def list_models() -> list[dict]:

@@ -413,6 +413,17 @@ def test_build_model_argument_errors():
             build_model("sam2.1_hiera_tiny", device="cuda")
 
 
+def test_build_model_backend_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt': use 'torch' or 'onnx'"):
+        build_model("sam2.1_hiera_tiny", backend="tensorrt")
+    # the arguments are refused before the export folder is read (tmp_path holds no export)
+    for torch_only in ({"checkpoint": tmp_path / "x.pt"}, {"random_seed": 0}, {"compile": True}):
+        with pytest.raises(
+            ValueError, match="ONNX backend runs the weights of its exported files: leave out checkpoint"
+        ):
+            build_model("sam2.1_hiera_tiny", backend="onnx", onnx_dir=tmp_path, **torch_only)
+
+
 def test_build_model_with_random_weights_is_seeded_and_cast_like_loaded_ones():
     from masklet.modeling.sam2 import SAM2Model
     from masklet.presets import get_preset

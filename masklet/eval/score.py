@@ -109,20 +109,11 @@ def score_folder(
     each video. Raises :class:`.layouts.EvalInputError` for input that cannot be scored as it is.
     """
     start = time.perf_counter()
-    protocol = protocol or DEFAULT_PROTOCOL.get(layout, "davis")
-    if protocol not in PROTOCOLS:
-        raise EvalInputError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-    if exclude_void and (protocol != "davis" or layout == "sav"):
-        raise EvalInputError("exclude_void applies to the davis protocol on id-map layouts (void = 255)")
+    protocol = _checked_protocol(protocol, layout, exclude_void)
     dataset = open_dataset(gt_dir, layout, split)
     preds = open_predictions(pred_dir, layout)
     videos, predicted = dataset.videos(), set(preds.videos())
-    missing = [v for v in videos if v not in predicted]
-    if missing:
-        raise EvalInputError(
-            f"{preds.root} lacks predictions for {len(missing)} of {len(videos)} videos: "
-            f"{few_names(missing)}; every video of the ground truth (or of --split) needs a folder of masks"
-        )
+    _check_videos(preds.root, videos, predicted)
     warnings: list[str] = []
     rows: list[ObjectScore] = []
     per_video: list[VideoScore] = []
@@ -150,6 +141,26 @@ def score_folder(
         extra_videos=sorted(predicted - set(videos)),
         seconds=time.perf_counter() - start,
     )
+
+
+def _checked_protocol(protocol: str | None, layout: str, exclude_void: bool) -> str:
+    """The protocol to score ``layout`` with (``None``: the layout's default), checked against the options."""
+    protocol = protocol or DEFAULT_PROTOCOL.get(layout, "davis")
+    if protocol not in PROTOCOLS:
+        raise EvalInputError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    if exclude_void and (protocol != "davis" or layout == "sav"):
+        raise EvalInputError("exclude_void applies to the davis protocol on id-map layouts (void = 255)")
+    return protocol
+
+
+def _check_videos(pred_root: Path, videos: list[str], predicted: set[str]) -> None:
+    """Every video to score has predictions."""
+    missing = [v for v in videos if v not in predicted]
+    if missing:
+        raise EvalInputError(
+            f"{pred_root} lacks predictions for {len(missing)} of {len(videos)} videos: "
+            f"{few_names(missing)}; every video of the ground truth (or of --split) needs a folder of masks"
+        )
 
 
 def _joined(parts: list[FrameMetrics]) -> FrameMetrics:
@@ -194,15 +205,7 @@ def _score_id_maps(
             is_void = g == VOID
             void = is_void if exclude_void else None
             g = np.where(is_void, 0, g)
-            if p.max() > n:
-                t = int(np.argmax(p.reshape(len(p), -1).max(axis=1) > n))
-                raise EvalInputError(
-                    f"{pred.path(chunk[t])} holds id {int(p[t].max())} but video {video!r} has {n} "
-                    f"object(s) (ids 1..{n} in its first annotated frame); predicted ids must be 1..{n}, "
-                    "0 = background: the davis protocol scores only the objects of the first annotated "
-                    "frame. If objects appear after it, score with the sav protocol (--protocol sav, "
-                    "protocol='sav')"
-                )
+            _check_davis_ids(p, n, pred, chunk, video)
             gt_ids.update(np.unique(g).tolist())
             ids = range(1, n + 1)
         else:
@@ -220,6 +223,25 @@ def _score_id_maps(
                 "(the davis protocol takes the objects of the first annotated frame)"
             )
         return [object_score(video, k, _joined(tracks[k]), "davis") for k in range(1, n + 1)]
+    _warn_sav_ids(video, gt_ids, pred_ids, warnings)
+    return [object_score(video, k, _joined(tracks[k]), "sav") for k in sorted(gt_ids)]
+
+
+def _check_davis_ids(p: np.ndarray, n: int, pred: VideoMasks, chunk: list[str], video: str) -> None:
+    """The davis protocol's predicted id maps ``p`` (T, H, W) of frames ``chunk`` hold ids 0..n only."""
+    if p.max() > n:
+        t = int(np.argmax(p.reshape(len(p), -1).max(axis=1) > n))
+        raise EvalInputError(
+            f"{pred.path(chunk[t])} holds id {int(p[t].max())} but video {video!r} has {n} "
+            f"object(s) (ids 1..{n} in its first annotated frame); predicted ids must be 1..{n}, "
+            "0 = background: the davis protocol scores only the objects of the first annotated "
+            "frame. If objects appear after it, score with the sav protocol (--protocol sav, "
+            "protocol='sav')"
+        )
+
+
+def _warn_sav_ids(video: str, gt_ids: set[int], pred_ids: set[int], warnings: list[str]) -> None:
+    """Notes on ids the sav protocol scores although they look special (255), or ignores."""
     if VOID in gt_ids:
         warnings.append(
             f"video {video!r}: ground-truth id 255 is scored as an object (the sav protocol has no void)"
@@ -230,7 +252,6 @@ def _score_id_maps(
             f"video {video!r}: predicted ids {ignored} never appear in the evaluated ground truth and are "
             "ignored (as the official scorer does); check that prediction ids match the annotation ids"
         )
-    return [object_score(video, k, _joined(tracks[k]), "sav") for k in sorted(gt_ids)]
 
 
 def _score_objects(

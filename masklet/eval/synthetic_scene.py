@@ -1,8 +1,9 @@
-"""Procedural scenes behind the synthetic datasets: shapes, textures, motion and rendering.
+"""Procedural scenes behind the synthetic datasets: objects, their roles, backgrounds and rendering.
 
 A :class:`Scene` is planned once from a numpy Generator (:func:`plan_scene`) and then renders any frame
 on its own (:meth:`Scene.render`), so frames can be produced in any order, e.g. by a training loader.
-Coordinates are pixels, x to the right and y down; time ``t`` is the frame index.
+Coordinates are pixels, x to the right and y down; time ``t`` is the frame index. The objects' shapes,
+textures and trajectories are :mod:`masklet.eval.scene_parts`.
 
 Every object has a role that gives each video the events a tracker has to survive:
 
@@ -15,102 +16,23 @@ Every object has a role that gives each video the events a tracker has to surviv
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .scene_parts import (
+    MAX_SCALE,
+    Motion,
+    Shape,
+    Texture,
+    hsv_color,
+    random_shape,
+    random_texture,
+    random_wobble,
+    smooth_motion,
+)
+
 __all__ = ["Scene", "SceneObject", "plan_scene"]
-
-_SHAPES = ("ellipse", "polygon", "roundrect")
-_TEXTURES = ("stripes", "checker", "noise", "gradient")
-_MAX_SCALE = 1.5  # scale oscillates in [1 - 2a, 1 + 2a] with a <= 0.25
-
-
-@dataclass(frozen=True)
-class Shape:
-    """A closed shape in object-local pixels, centred on the origin; ``radius`` bounds it."""
-
-    kind: str
-    params: np.ndarray  # ellipse: (a, b); roundrect: (half_w, half_h, corner); polygon: (K, 2) vertices
-    radius: float
-
-    def inside(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Bool array: which local points ``(u, v)`` (arrays of one shape) lie inside the shape."""
-        if self.kind == "ellipse":
-            a, b = self.params
-            return (u / a) ** 2 + (v / b) ** 2 <= 1.0
-        if self.kind == "roundrect":
-            hw, hh, r = self.params
-            qx = np.maximum(np.abs(u) - (hw - r), 0.0)
-            qy = np.maximum(np.abs(v) - (hh - r), 0.0)
-            return qx**2 + qy**2 <= r * r
-        # Star-shaped polygon, vertices sorted by angle: inside its angular sector's fan triangle.
-        verts = self.params
-        angles = np.arctan2(verts[:, 1], verts[:, 0])
-        phi = np.arctan2(v, u)
-        sector = (np.searchsorted(angles, phi, side="right") - 1) % len(verts)
-        ax, ay = verts[sector, 0], verts[sector, 1]
-        nxt = (sector + 1) % len(verts)
-        bx, by = verts[nxt, 0], verts[nxt, 1]
-        return (bx - ax) * (v - ay) - (by - ay) * (u - ax) >= 0.0
-
-
-@dataclass(frozen=True)
-class Texture:
-    """A two-colour procedural pattern in object-local pixels."""
-
-    kind: str
-    colors: np.ndarray  # (2, 3) float32 RGB in 0..255
-    angle: float
-    period: float  # stripe period / checker cell / gradient length, pixels
-    waves: np.ndarray  # (4, 3): kx, ky, phase of the noise pattern
-    shade: float  # darkening towards the rim, 0..1, for a little relief
-
-    def color(self, u: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
-        """(K, 3) float32 colours at the 1-D local coordinates ``u``, ``v`` (K,)."""
-        c, s = np.cos(self.angle), np.sin(self.angle)
-        along = u * c + v * s
-        if self.kind == "stripes":
-            w = (np.floor(along / self.period) % 2).astype(np.float32)
-        elif self.kind == "checker":
-            across = -u * s + v * c
-            w = ((np.floor(along / self.period) + np.floor(across / self.period)) % 2).astype(np.float32)
-        elif self.kind == "noise":
-            k = self.waves
-            w = np.cos(u[:, None] * k[:, 0] + v[:, None] * k[:, 1] + k[:, 2]).mean(axis=1)
-            w = (0.5 + 0.9 * w).clip(0.0, 1.0).astype(np.float32)
-        else:  # gradient
-            w = (along / self.period + 0.5).clip(0.0, 1.0).astype(np.float32)
-        out = self.colors[0] + w[:, None] * (self.colors[1] - self.colors[0])
-        if self.shade > 0:
-            rim = ((u * u + v * v) / (radius * radius)).clip(0.0, 1.0).astype(np.float32)
-            out = out * (1.0 - self.shade * rim)[:, None]
-        return out
-
-
-@dataclass(frozen=True)
-class Motion:
-    """Smooth trajectory: ``center(t) = base + amp * sin(omega * t + phase) + vel * t``."""
-
-    base: np.ndarray
-    amp: np.ndarray
-    omega: np.ndarray
-    phase: np.ndarray
-    vel: np.ndarray
-    angle0: float
-    spin: float  # radians per frame
-    scale_amp: float
-    scale_omega: float
-    scale_phase: float
-
-    def pose(self, t: float) -> tuple[np.ndarray, float, float]:
-        """``(center (2,) x/y, angle radians, scale)`` at frame ``t``."""
-        center = self.base + self.amp * np.sin(self.omega * t + self.phase) + self.vel * t
-        scale = 1.0 + self.scale_amp * (
-            np.sin(self.scale_omega * t + self.scale_phase) - np.sin(self.scale_phase)
-        )
-        return center, self.angle0 + self.spin * t, float(scale)
 
 
 @dataclass(frozen=True)
@@ -185,65 +107,6 @@ def _draw(obj: SceneObject, t: float, image: np.ndarray, size: tuple[int, int]):
     return (y0, y1, x0, x1), inside
 
 
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32) * 255.0
-
-
-def _shape(rng: np.random.Generator, r: float) -> Shape:
-    kind = _SHAPES[rng.integers(len(_SHAPES))]
-    if kind == "ellipse":
-        a, b = r, r * rng.uniform(0.45, 1.0)
-        return Shape(kind, np.array([a, b]), float(max(a, b)))
-    if kind == "roundrect":
-        hw, hh = r * rng.uniform(0.6, 1.0), r * rng.uniform(0.4, 0.9)
-        corner = min(hw, hh) * rng.uniform(0.15, 0.6)
-        return Shape(kind, np.array([hw, hh, corner]), float(np.hypot(hw, hh)))
-    k = int(rng.integers(5, 10))
-    # Angles jittered around an even spread keep every sector under pi (the fan test needs it).
-    angles = np.sort((np.arange(k) + rng.uniform(-0.3, 0.3, k)) * (2 * np.pi / k)) - np.pi
-    radii = r * rng.uniform(0.45, 1.0, k)
-    radii[rng.integers(k)] = r
-    verts = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
-    return Shape(kind, verts, float(r))
-
-
-def _texture(rng: np.random.Generator, hue: float, r: float, vivid: bool) -> Texture:
-    sat = (0.55, 0.95) if vivid else (0.08, 0.35)
-    first = _hsv(hue, rng.uniform(*sat), rng.uniform(0.65, 1.0))
-    second = _hsv(hue + rng.uniform(-0.06, 0.06), rng.uniform(*sat), rng.uniform(0.2, 0.55))
-    kind = _TEXTURES[rng.integers(len(_TEXTURES))]
-    period = 2 * r if kind == "gradient" else rng.uniform(4.0, 14.0)
-    freq, theta = rng.uniform(0.08, 0.35, 4), rng.uniform(0, 2 * np.pi, 4)
-    waves = np.stack([freq * np.cos(theta), freq * np.sin(theta), rng.uniform(0, 2 * np.pi, 4)], axis=1)
-    angle, shade = float(rng.uniform(0, np.pi)), float(rng.uniform(0.0, 0.3))
-    return Texture(kind, np.stack([first, second]), angle, float(period), waves, shade)
-
-
-def _wobble(rng: np.random.Generator, num_frames: int, spread: float, size) -> tuple[np.ndarray, ...]:
-    base_omega = 2 * np.pi / max(num_frames, 2)
-    amp = rng.uniform(0.3, 1.0, 2) * spread * np.array([size[1], size[0]])
-    omega = rng.uniform(0.5, 1.5, 2) * base_omega
-    phase = rng.uniform(0, 2 * np.pi, 2)
-    return amp, omega, phase
-
-
-def _motion(rng, num_frames: int, start, amp, omega, phase, vel=(0.0, 0.0)) -> Motion:
-    base = np.asarray(start, dtype=np.float64) - amp * np.sin(phase)  # so that center(0) == start
-    scale_amp = float(rng.uniform(0.08, 0.25))
-    return Motion(
-        base,
-        amp,
-        omega,
-        phase,
-        np.asarray(vel, dtype=np.float64),
-        float(rng.uniform(0, 2 * np.pi)),
-        float(rng.uniform(-0.5, 0.5) * np.pi / max(num_frames, 1)),
-        scale_amp,
-        float(rng.uniform(0.5, 1.5) * 2 * np.pi / max(num_frames, 2)),
-        float(rng.uniform(0, 2 * np.pi)),
-    )
-
-
 def _wander_starts(rng, count: int, size, min_gap: float) -> list[np.ndarray]:
     h, w = size
     starts: list[np.ndarray] = []
@@ -278,7 +141,7 @@ def _sweep(rng, num_frames: int, size, radius: float, partner: np.ndarray | None
     amp, omega, phase = np.zeros(2), np.full(2, total / max(num_frames, 1)), np.full(2, phase0)
     amp[axis] = side
     amp[other], omega[other], phase[other] = 0.03 * (w, h)[other], 2 * np.pi / max(num_frames, 2), 0.0
-    motion = _motion(rng, num_frames, start, amp, omega, phase)
+    motion = smooth_motion(rng, num_frames, start, amp, omega, phase)
     peak = max(motion.pose(t)[2] for t in range(num_frames))
     amp[axis] = side * 1.04 * (half + radius * peak + 1.0)
     base = motion.base.copy()
@@ -291,7 +154,7 @@ def _late(rng, num_frames: int, size, radius: float) -> Motion:
     h, w = size
     axis = int(rng.integers(2))
     extent = (w, h)[axis]
-    reach = radius * _MAX_SCALE + 2.0
+    reach = radius * MAX_SCALE + 2.0
     t_in = rng.uniform(0.15, 0.4) * num_frames
     end = rng.uniform(0.35, 0.65) * extent
     speed = (end + reach) / max(num_frames - t_in, 1.0)
@@ -302,15 +165,15 @@ def _late(rng, num_frames: int, size, radius: float) -> Motion:
     if rng.random() < 0.5:  # enter from the far edge instead
         start[axis] = extent - start[axis]
         vel[axis] = -speed
-    amp, omega, phase = _wobble(rng, num_frames, 0.03, size)
+    amp, omega, phase = random_wobble(rng, num_frames, 0.03, size)
     amp[axis] = 0.0
-    return _motion(rng, num_frames, start, amp, omega, phase, vel)
+    return smooth_motion(rng, num_frames, start, amp, omega, phase, vel)
 
 
 def _background(rng: np.random.Generator, size, margin: int) -> np.ndarray:
     h, w = size[0] + 2 * margin, size[1] + 2 * margin
     hue = rng.uniform()
-    texture = _texture(rng, hue, max(h, w) / 2.0, vivid=False)
+    texture = random_texture(rng, hue, max(h, w) / 2.0, vivid=False)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     waves = rng.uniform(2 * np.pi / 160, 2 * np.pi / 25, size=6)
     theta = rng.uniform(0, 2 * np.pi, 6)
@@ -321,8 +184,8 @@ def _background(rng: np.random.Generator, size, margin: int) -> np.ndarray:
         )
         / 6.0
     )
-    light = _hsv(hue + 0.5 * rng.uniform(-0.2, 0.2), rng.uniform(0.05, 0.3), rng.uniform(0.55, 0.9))
-    dark = _hsv(hue, rng.uniform(0.05, 0.3), rng.uniform(0.15, 0.45))
+    light = hsv_color(hue + 0.5 * rng.uniform(-0.2, 0.2), rng.uniform(0.05, 0.3), rng.uniform(0.55, 0.9))
+    dark = hsv_color(hue, rng.uniform(0.05, 0.3), rng.uniform(0.15, 0.45))
     image = dark + (0.5 + 0.5 * field)[..., None] * (light - dark)
     pattern = texture.color(xx.ravel() - w / 2, yy.ravel() - h / 2, float(max(h, w))).reshape(h, w, 3)
     image = 0.75 * image + 0.25 * pattern
@@ -331,9 +194,11 @@ def _background(rng: np.random.Generator, size, margin: int) -> np.ndarray:
         clutter = SceneObject(
             0,
             "clutter",
-            _shape(rng, r),
-            _texture(rng, rng.uniform(), r, vivid=False),
-            _motion(rng, 1, (rng.uniform(0, w), rng.uniform(0, h)), np.zeros(2), np.zeros(2), np.zeros(2)),
+            random_shape(rng, r),
+            random_texture(rng, rng.uniform(), r, vivid=False),
+            smooth_motion(
+                rng, 1, (rng.uniform(0, w), rng.uniform(0, h)), np.zeros(2), np.zeros(2), np.zeros(2)
+            ),
             0.0,
         )
         _draw(clutter, 0.0, image, (h, w))
@@ -349,7 +214,7 @@ def plan_scene(
     short = min(h, w)
     late_prob = late_prob if num_frames > 1 else 0.0  # a one-frame scene has no "later"
     roles = ["sweep"] + ["late" if rng.random() < late_prob else "wander" for _ in range(num_objects - 1)]
-    shapes = [_shape(rng, r) for r in rng.uniform(0.1, 0.2, num_objects) * short]
+    shapes = [random_shape(rng, r) for r in rng.uniform(0.1, 0.2, num_objects) * short]
     starts = iter(_wander_starts(rng, roles.count("wander"), size, 0.35 * short))
     hues = rng.uniform() + (np.arange(num_objects) + rng.uniform(-0.15, 0.15, num_objects)) / num_objects
     partner = None
@@ -358,7 +223,7 @@ def plan_scene(
         if role == "wander":
             start = next(starts)
             partner = start if partner is None else partner
-            motions[i] = _motion(rng, num_frames, start, *_wobble(rng, num_frames, 0.08, size))
+            motions[i] = smooth_motion(rng, num_frames, start, *random_wobble(rng, num_frames, 0.08, size))
         elif role == "late":
             motions[i] = _late(rng, num_frames, size, shapes[i].radius)
     motions[0] = _sweep(rng, num_frames, size, shapes[0].radius, partner)
@@ -370,7 +235,7 @@ def plan_scene(
             new_id,
             roles[i],
             shapes[i],
-            _texture(rng, hues[i], shapes[i].radius, True),
+            random_texture(rng, hues[i], shapes[i].radius, True),
             motions[i],
             float(depths[i]),
         )

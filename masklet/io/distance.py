@@ -88,7 +88,16 @@ def _lower_envelope(f: np.ndarray) -> np.ndarray:
             else:
                 _push(v, z, top, lines, k + 1, s, q, num_lines)
                 break
+    return _envelope_values(f, v, z, top)
 
+
+def _envelope_values(f: np.ndarray, v: np.ndarray, z: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """(n, L) float64: each line's envelope (as :func:`_lower_envelope` builds it) read at q = 0..n-1.
+
+    ``z`` gets each envelope's closing bound written in place.
+    """
+    n, num_lines = f.shape
+    every_line = np.arange(num_lines, dtype=np.int64)
     # Close every envelope; a line without parabolas reads v = 0 and f[0] = inf, so it stays inf.
     last = np.maximum(top, 0)
     z[(last + 1) * num_lines + every_line] = np.inf

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoints import save_checkpoint
+from ..checkpoint_files import save_checkpoint
 from .clip_forward import ClipForward
 from .clips import Clip, ClipSampler, ClipSpec
 from .config import TrainConfig

@@ -1,10 +1,12 @@
 // masklet studio: the page controller. Holds what is open (media, frame, selection, tool) and turns
-// user actions into API calls; every redraw comes from a FrameState the server returned.
+// user actions into API calls; every redraw comes from a FrameState the server returned. Loading and
+// showing frames, the timeline data and playback are the methods of FrameNavigator (js/frames.js).
 
-import { api, preload, urls } from "./js/api.js";
+import { api } from "./js/api.js";
 import { bindControls, runAction } from "./js/controls.js";
 import { EverythingOptions } from "./js/everything.js";
 import { ExportMenu, ImportMenu } from "./js/exporter.js";
+import { FrameNavigator } from "./js/frames.js";
 import { bindShortcuts, renderHelp } from "./js/keys.js";
 import { LabelManager } from "./js/labels.js";
 import { ObjectActions } from "./js/objects.js";
@@ -16,8 +18,9 @@ import { Viewer } from "./js/viewer.js";
 
 const TOOL_NAMES = { pos: "Positive point", neg: "Negative point", box: "Box" };
 
-class Studio {
+class Studio extends FrameNavigator {
   constructor() {
+    super();
     this.project = null;
     this.media = null;
     this.frame = 0;
@@ -27,11 +30,7 @@ class Studio {
     this.labels = [];
     this.settings = { shape_mode: "mask", polygon_tolerance: 2 };
     this.timelineData = null;
-    this.timelineBusy = false; // one timeline request at a time; timelineAgain asks for one more
-    this.timelineAgain = false;
     this.revision = 0;
-    this.loadSeq = 0;
-    this.playing = false;
     this.optimistic = [];
     this.viewer = new Viewer($("#stage"), {
       onPrompt: (p) => this.objects.addPrompt(p),
@@ -135,71 +134,7 @@ class Studio {
     else if (this.media && frame !== this.frame) this.gotoFrame(frame);
   }
 
-  // ---- frames ------------------------------------------------------------------------------------
-
-  /** Shows frame t: image, FrameState and overlay are fetched together and swapped in at once. */
-  async gotoFrame(t) {
-    const m = this.media;
-    if (!m) return;
-    t = Math.max(0, Math.min(m.num_frames - 1, Math.round(Number(t) || 0)));
-    const frameChanged = t !== this.frame;
-    this.frame = t;
-    this.updateFrameControls();
-    if (frameChanged) this.optimistic = [];
-    // an image set's objects belong to one image: a selection does not carry over to the next
-    if (frameChanged && m.kind === "images") this.selected = null;
-    const seq = ++this.loadSeq;
-    try {
-      const imageUrl = urls.image(m.id, t);
-      const overlayGuess = this.overlayUrl(m.id, t, this.revision);
-      const [fs] = await Promise.all([
-        api.get(urls.frame(m.id, t), { quiet: true }),
-        preload(imageUrl),
-        this.showsOverlay() ? preload(overlayGuess).catch(() => null) : null,
-      ]);
-      if (seq !== this.loadSeq || this.media !== m) return;
-      this.viewer.setFrame(imageUrl, fs.width, fs.height);
-      await this.applyFrameState(fs, seq);
-    } catch (err) {
-      if (seq === this.loadSeq) showError(err);
-    }
-  }
-
-  refreshFrame() {
-    return this.gotoFrame(this.frame);
-  }
-
-  overlayUrl(mid, t, rev) {
-    return urls.overlay(mid, t, this.selected, rev);
-  }
-
-  showsOverlay() {
-    return this.settings.shape_mode === "mask";
-  }
-
-  /** Draws a FrameState (from a GET or any mutation's response). */
-  async applyFrameState(fs, seq = this.loadSeq) {
-    if (!this.media || fs.media_id !== this.media.id || fs.frame !== this.frame) return;
-    this.fs = fs;
-    this.revision = Math.max(this.revision, fs.revision);
-    $("#frame-name").textContent = this.media.kind === "images" ? fs.name : "";
-    $("#frame-name").title = fs.name;
-    this.renderObjects();
-    this.renderScene();
-    if (this.showsOverlay()) {
-      const url = this.overlayUrl(fs.media_id, fs.frame, fs.revision);
-      try {
-        await preload(url);
-      } catch (err) {
-        if (seq === this.loadSeq) showError(err);
-        return;
-      }
-      if (seq !== this.loadSeq || this.fs !== fs) return; // a newer frame or state won
-      this.viewer.setOverlay(url, true);
-    } else {
-      this.viewer.setOverlay(null, false);
-    }
-  }
+  // ---- drawing -----------------------------------------------------------------------------------
 
   renderScene() {
     this.viewer.render({
@@ -236,56 +171,6 @@ class Studio {
     document.body.classList.toggle("has-pending", objects.some((o) => o.status === "pending"));
   }
 
-  /** "frame 6" for a video, "image 2 / 3" for an image set (frame index 1). */
-  frameLabel(t) {
-    const m = this.media;
-    return m.kind === "video" ? `frame ${t}` : `image ${t + 1} / ${m.num_frames}`;
-  }
-
-  /** The frame index of what the frame field says (image sets count from 1). */
-  frameFromInput(value) {
-    return this.media?.kind === "images" ? Number(value) - 1 : Number(value);
-  }
-
-  updateFrameControls() {
-    const m = this.media;
-    const t = this.frame;
-    const input = $("#frame-input");
-    if (document.activeElement !== input) input.value = m?.kind === "images" ? t + 1 : t;
-    this.timeline.setFrame(t);
-    $("#timecode").textContent = m && m.fps ? timecode(t / m.fps) : "";
-    if (!(this.fs && this.fs.frame === t)) $("#frame-name").textContent = "";
-    $("#btn-prev-image").disabled = t <= 0;
-    $("#btn-next-image").disabled = !m || t >= m.num_frames - 1;
-    if (m) history.replaceState(null, "", `#media=${m.id}&frame=${t}`);
-  }
-
-  async loadTimeline() {
-    const m = this.media;
-    if (!m || m.kind !== "video") return;
-    if (this.timelineBusy) {
-      this.timelineAgain = true;
-      return;
-    }
-    this.timelineBusy = true;
-    try {
-      const data = await api.get(urls.timeline(m.id), { quiet: true });
-      if (this.media === m) {
-        this.timelineData = data;
-        this.timeline.setData(data);
-        this.timeline.setSelected(this.selected);
-      }
-    } catch (err) {
-      showError(err);
-    } finally {
-      this.timelineBusy = false;
-      if (this.timelineAgain) {
-        this.timelineAgain = false;
-        this.loadTimeline();
-      }
-    }
-  }
-
   // ---- selection and tools -----------------------------------------------------------------------
 
   select(oid, { toggle = true } = {}) {
@@ -309,34 +194,6 @@ class Studio {
     this.viewer.setTool(tool);
     for (const b of document.querySelectorAll("[data-tool]")) b.classList.toggle("active", b.dataset.tool === tool);
     $("#hud-tool").textContent = TOOL_NAMES[tool];
-  }
-
-  // ---- playback ----------------------------------------------------------------------------------
-
-  togglePlay() {
-    if (this.playing) this.pause();
-    else this.play();
-  }
-
-  async play() {
-    const m = this.media;
-    if (!m || m.kind !== "video" || this.playing) return;
-    if (this.frame >= m.num_frames - 1) await this.gotoFrame(0);
-    this.playing = true;
-    document.body.classList.add("playing");
-    const interval = 1000 / (m.fps || 10);
-    while (this.playing && this.media === m && this.frame < m.num_frames - 1) {
-      const start = performance.now();
-      await this.gotoFrame(this.frame + 1);
-      const wait = interval - (performance.now() - start);
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    }
-    this.pause();
-  }
-
-  pause() {
-    this.playing = false;
-    document.body.classList.remove("playing");
   }
 
   // ---- settings --------------------------------------------------------------------------------
@@ -386,12 +243,6 @@ class Studio {
   act(action, e = null) {
     runAction(this, action, e);
   }
-}
-
-function timecode(seconds) {
-  const m = Math.floor(seconds / 60);
-  const s = seconds - 60 * m;
-  return `${m}:${s.toFixed(2).padStart(5, "0")}`;
 }
 
 function containsPoint(obj, x, y) {
