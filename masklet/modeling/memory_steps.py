@@ -62,7 +62,8 @@ class MemorySteps:
         sigmoid of the logits. ``object_score`` (B, 1): frames with a score <= 0 get the absent-object
         embedding (SAM 2.1)."""
         m = mask * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
-        mem_dtype = self.memory_encoder.out_proj.weight.dtype
+        # out_proj is an Identity when d_model == mem_dim: the mask projection always has a weight
+        mem_dtype = self.memory_encoder.pix_feat_proj.weight.dtype
         feats, pos = self.memory_encoder(image_embed.to(mem_dtype), m.to(mem_dtype), skip_mask_sigmoid=True)
         feats, pos = feats.to(self.head_dtype), pos.to(self.head_dtype)
         if self.no_obj_embed_spatial is not None:

@@ -27,8 +27,9 @@ from masklet.presets import SAM2_0_TRAITS, SAM2_1_TRAITS, HieraConfig, ModelConf
 H, W = 32, 48  # stream frames: small and not square, so (H, W) mix-ups show
 
 
-def micro_model(image_size: int = 64, traits=SAM2_1_TRAITS, seed: int = 0) -> SAM2Model:
-    """A random-weight SAM 2 small enough for 10,000 CPU frames in about a minute and a half."""
+def micro_model(image_size: int = 64, traits=SAM2_1_TRAITS, seed: int = 0, **widths) -> SAM2Model:
+    """A random-weight SAM 2 small enough for 10,000 CPU frames in a few minutes (``widths``: d_model,
+    mem_dim, official by default)."""
     hiera = HieraConfig(
         embed_dim=8,
         num_heads=1,
@@ -38,7 +39,7 @@ def micro_model(image_size: int = 64, traits=SAM2_1_TRAITS, seed: int = 0) -> SA
         window_pos_embed_bkg_spatial_size=(2, 2),
     )
     cfg = ModelConfig(
-        name="micro", hiera=hiera, traits=traits, image_size=image_size, memory_attention_layers=1
+        name="micro", hiera=hiera, traits=traits, image_size=image_size, memory_attention_layers=1, **widths
     )
     torch.manual_seed(seed)
     return SAM2Model(cfg).eval()
@@ -192,6 +193,16 @@ def test_smaller_model_input_sizes(image_size, frames):
     assert tracker.state_bytes() > 0 and all(
         out.maskmem_features.shape[-2:] == (side, side) for out in tracker.state.objects[0].cond.values()
     )
+
+
+def test_memory_as_wide_as_the_model(frames):
+    """d_model == mem_dim: the memory encoder has no output projection (an identity) and still tracks."""
+    tracker = StreamTracker(micro_model(d_model=64, mem_dim=64))
+    tracker.track(frames[0])
+    tracker.add_points(1, points=[[12, 16]], labels=[1])
+    for frame in frames[1:4]:
+        assert tracker.track(frame).masks.shape == (1, H, W)
+    assert tracker.state.objects[0].cond[0].maskmem_features.shape[1] == 64
 
 
 def test_a_preset_model_at_image_size_128():
