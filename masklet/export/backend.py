@@ -19,7 +19,7 @@ from torch import nn
 from ..modeling.outputs import DecoderOutput, ImageFeatures
 from ..modeling.sam2 import SAM2Model
 from ..presets import get_preset
-from .graphs import GRAPHS
+from .graphs import GRAPHS, high_res_shapes
 from .onnx_export import FORMAT, FORMAT_VERSION, MANIFEST
 
 __all__ = ["OnnxBackendError", "OnnxSAM2Model", "load_onnx_model", "read_manifest"]
@@ -62,6 +62,9 @@ class OnnxSAM2Model(SAM2Model):
 
     The decoder graph returns object pointers where the PyTorch decoder returns mask tokens, so
     :meth:`object_pointer` passes them through; the rest of :class:`SAM2Model` applies as it is.
+    Any preset's export serves: the family's own boxes are inside the files (EdgeTAM's memories come
+    out of the memory encoder already compressed to latent tokens), and the manifest's preset gives
+    the config the tracking core reads (EfficientTAM's decoder takes no high-resolution features).
     """
 
     def __init__(self, onnx_dir: str | Path, providers: list[str] | None = None) -> None:
@@ -129,7 +132,9 @@ class OnnxSAM2Model(SAM2Model):
         """images: (B, 3, S, S) normalized -> features; ``pos`` holds only the stride-16 encoding (the
         one inference reads)."""
         hr0, hr1, _, embed, pos = self._run("image_encoder", images.float())
-        return ImageFeatures(image_embed=embed, high_res=[hr0, hr1], pos=[pos])
+        # presets without high-resolution features get none, as from the PyTorch model
+        high_res = [hr0, hr1] if self.cfg.use_high_res_features else []
+        return ImageFeatures(image_embed=embed, high_res=high_res, pos=[pos])
 
     def decode(
         self,
@@ -154,6 +159,8 @@ class OnnxSAM2Model(SAM2Model):
         side = self.cfg.low_res_mask_size
         has_mask = torch.full((n,), float(mask_input is not None))
         mask = mask_input.float() if mask_input is not None else torch.zeros(n, 1, side, side)
+        if not high_res:  # the graph's inputs for them are empty placeholders (see high_res_shapes)
+            high_res = [torch.zeros(1, *shape) for shape in high_res_shapes(self.cfg)]
         out = self._run(
             "image_decoder", *map(_shared, (image_embed, *high_res)), coords, labels, mask, has_mask
         )

@@ -1,9 +1,12 @@
 """The four exported graphs: SAM2Model's steps behind tensor-only signatures.
 
 Each graph is a thin ``nn.Module`` over the model's public methods, so an export follows whatever the
-model computes (another trunk, another memory module) without a second copy of that code. Their
-inputs and outputs (names, shapes, which axes vary) are declared once here, in :data:`GRAPHS`; the
-exporter, the runtime backend and the manifest (``masklet.json``) all read them from there.
+model computes (another trunk, another memory module) without a second copy of that code: the files
+of EdgeTAM and EfficientTAM presets hold their own trunk, memory compressor and cross-attention behind
+the same inputs and outputs, whose sizes differ only where the family does (:func:`high_res_shapes`,
+:func:`memory_grid`). Their inputs and outputs (names, shapes, which axes vary) are declared once
+here, in :data:`GRAPHS`; the exporter, the runtime backend and the manifest (``masklet.json``) all
+read them from there.
 
 ``image_encoder.onnx`` and ``image_decoder.onnx`` use the names, order and meaning of the SAM 2
 files that samexporter writes and X-AnyLabeling reads (image normalized with the ImageNet mean/std,
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from ..modeling.sam2 import SAM2Model
+from ..presets import ModelConfig
 
 __all__ = [
     "GRAPHS",
@@ -28,6 +32,8 @@ __all__ = [
     "MemoryAttentionGraph",
     "MemoryEncoderGraph",
     "graph_module",
+    "high_res_shapes",
+    "memory_grid",
     "sample_inputs",
 ]
 
@@ -120,7 +126,8 @@ class ImageEncoderGraph(nn.Module):
     """image (B, 3, S, S) float32, RGB in [0, 1] normalized with the ImageNet mean/std ->
 
     - ``high_res_feats_0`` (B, 32, S/4, S/4), ``high_res_feats_1`` (B, 64, S/8, S/8): the decoder's
-      projected high-resolution features;
+      projected high-resolution features; empty, (B, 32, 0, 0) and (B, 64, 0, 0), for presets whose
+      decoder reads none (EfficientTAM), so that every preset's files have the same inputs and outputs;
     - ``image_embed`` (B, 256, S/16, S/16): the stride-16 embedding with the no-memory embedding added
       (what the decoder reads for a still image or a frame without memory);
     - ``vision_features`` (B, 256, S/16, S/16): the same without it (memory attention and the memory
@@ -134,7 +141,9 @@ class ImageEncoderGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         f = self.model.encode_image(image)
         no_mem = self.model.embed_without_memory(f.image_embed)
-        return f.high_res[0], f.high_res[1], no_mem, f.image_embed, f.pos[-1]
+        b = image.shape[0]
+        hr0, hr1 = f.high_res or (image.new_zeros(b, *shape) for shape in high_res_shapes(self.model.cfg))
+        return hr0, hr1, no_mem, f.image_embed, f.pos[-1]
 
 
 class ImageDecoderGraph(nn.Module):
@@ -172,7 +181,10 @@ class ImageDecoderGraph(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         m = self.model
         n = point_coords.shape[0]
-        embed, hr0, hr1 = (_per_prompt(t, n) for t in (image_embed, high_res_feats_0, high_res_feats_1))
+        embed = _per_prompt(image_embed, n)
+        # presets without high-resolution features take the two empty placeholders and read neither
+        high_res = [_per_prompt(t, n) for t in (high_res_feats_0, high_res_feats_1)]
+        high_res = high_res if m.cfg.use_high_res_features else []
         points = (point_coords, point_labels.to(torch.int32))
         sparse, dense_none = m.sam_prompt_encoder(points, None, None)
         _, dense_mask = m.sam_prompt_encoder(points, None, mask_input)
@@ -180,7 +192,7 @@ class ImageDecoderGraph(nn.Module):
         dense = has * dense_mask + (1 - has) * dense_none
         decoder = m.sam_mask_decoder
         masks, iou, tokens, score = decoder.predict_masks(
-            embed, m.sam_prompt_encoder.get_dense_pe(), sparse, dense, False, [hr0, hr1]
+            embed, m.sam_prompt_encoder.get_dense_pe(), sparse, dense, False, high_res
         )
         multi = decoder.select_masks(masks, iou, tokens, True)
         single = decoder.select_masks(masks, iou, tokens, False)
@@ -213,11 +225,15 @@ class MemoryAttentionGraph(nn.Module):
     """Condition a frame on F memories and P object pointers (F, P >= 0 vary per call).
 
     Inputs: ``vision_features`` / ``vision_pos_enc`` (B, 256, S/16, S/16) from the encoder;
-    ``memory`` (B, F, 64, S/16, S/16) memory features; ``memory_tpos`` (F,) int64 their temporal slot
-    (0 prompted frame, 1..num_maskmem-1 recent frames, num_maskmem-1 the previous one);
-    ``obj_ptr`` (B, P, 256) object pointers; ``obj_ptr_tpos`` (P,) float32 their frame distance divided
-    by (max_pointers - 1). Output: ``conditioned_features`` (B, 256, S/16, S/16), the decoder's
-    ``image_embed`` for a tracked frame.
+    ``memory`` (B, F, 64, h, w) memory features as ``memory_encoder.onnx`` gives them ((h, w):
+    :func:`memory_grid`, the stride-16 grid, or (1, 512) latent tokens for EdgeTAM);
+    ``memory_tpos`` (F,) int64 their temporal slot (0 prompted frame, 1..num_maskmem-1 recent frames,
+    num_maskmem-1 the previous one); ``obj_ptr`` (B, P, 256) object pointers; ``obj_ptr_tpos`` (P,)
+    float32 their frame distance divided by (max_pointers - 1). Output: ``conditioned_features``
+    (B, 256, S/16, S/16), the decoder's ``image_embed`` for a tracked frame.
+
+    The preset's own memory cross-attention is in the graph: EdgeTAM's keys rotated on the latent grid,
+    EfficientTAM's 2x2-pooled memories (with the unpooled attention chosen inside the graph when F is 1).
     """
 
     def __init__(self, model: SAM2Model) -> None:
@@ -244,7 +260,8 @@ class MemoryEncoderGraph(nn.Module):
     Inputs: ``vision_features`` (B, 256, S/16, S/16) from the encoder; ``mask`` (B, 1, S, S) float32 in
     [0, 1]: the sigmoid of the frame's upscaled mask logits, or the mask binarised at logit 0 for
     frames whose mask came from clicks; ``object_score_logits`` (B, 1). Outputs: ``maskmem_features``
-    (B, 64, S/16, S/16) and ``maskmem_pos_enc`` (B, 64, S/16, S/16).
+    (B, 64, h, w) and ``maskmem_pos_enc`` (B, 64, h, w), (h, w) = :func:`memory_grid`: EdgeTAM's
+    spatial perceiver (in the graph) compresses the memory to its latent tokens, a (1, 512) row.
     """
 
     def __init__(self, model: SAM2Model) -> None:
@@ -263,6 +280,23 @@ _MODULES = {
     "memory_attention": MemoryAttentionGraph,
     "memory_encoder": MemoryEncoderGraph,
 }
+
+
+def high_res_shapes(cfg: ModelConfig) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(C, H, W) of ``high_res_feats_0`` and ``high_res_feats_1``: (32, S/4, S/4) and (64, S/8, S/8), or
+    (32, 0, 0) and (64, 0, 0) for presets whose decoder reads no high-resolution features."""
+    d, e = cfg.d_model, cfg.feature_size
+    s0, s1 = (4 * e, 2 * e) if cfg.use_high_res_features else (0, 0)
+    return (d // 8, s0, s0), (d // 4, s1, s1)
+
+
+def memory_grid(cfg: ModelConfig) -> tuple[int, int]:
+    """The (h, w) layout of one frame's memory: the stride-16 grid, or for a preset with a spatial
+    perceiver (EdgeTAM) its latent tokens as one row (1, L), as :meth:`SAM2Model.encode_memory` gives
+    them."""
+    if cfg.perceiver is not None:
+        return 1, cfg.perceiver.num_tokens
+    return cfg.feature_size, cfg.feature_size
 
 
 def graph_module(name: str, model: SAM2Model) -> nn.Module:
@@ -285,10 +319,11 @@ def sample_inputs(name: str, model: SAM2Model, seed: int = 0) -> tuple[torch.Ten
     if name == "image_decoder":
         coords = torch.rand(2, 3, 2, generator=g) * s
         labels = torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, 1.0]])
+        hr0, hr1 = high_res_shapes(cfg)
         return (
             randn(2, d, e, e),
-            randn(2, d // 8, 4 * e, 4 * e),
-            randn(2, d // 4, 2 * e, 2 * e),
+            randn(2, *hr0),
+            randn(2, *hr1),
             coords,
             labels,
             randn(2, 1, 4 * e, 4 * e),
@@ -299,7 +334,7 @@ def sample_inputs(name: str, model: SAM2Model, seed: int = 0) -> tuple[torch.Ten
         return (
             randn(2, d, e, e),
             randn(2, d, e, e),
-            randn(2, 2, mem, e, e),
+            randn(2, 2, mem, *memory_grid(cfg)),
             tpos,
             randn(2, 3, d),
             torch.tensor([0.0, 0.25, -0.5]),

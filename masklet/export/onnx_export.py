@@ -19,7 +19,7 @@ import torch
 
 from ..io.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..modeling.sam2 import SAM2Model
-from .graphs import GRAPHS, graph_module, sample_inputs
+from .graphs import GRAPHS, graph_module, memory_grid, sample_inputs
 
 __all__ = ["MANIFEST", "MIN_OPSET", "ExportError", "export_onnx", "max_opset"]
 
@@ -148,6 +148,7 @@ def manifest(model: SAM2Model, opset: int, weights: str, export_id: str, names: 
         "format_version": FORMAT_VERSION,
         "export_id": export_id,
         "preset": cfg.name,
+        "family": cfg.family,
         "sam_version": cfg.traits.version,
         "weights": weights,
         "image_size": cfg.image_size,
@@ -158,7 +159,10 @@ def manifest(model: SAM2Model, opset: int, weights: str, export_id: str, names: 
         "mask_threshold": 0.0,
         "low_res_mask_size": cfg.low_res_mask_size,
         "feature_size": cfg.feature_size,
+        "high_res_features": cfg.use_high_res_features,
         "memory": {
+            "memory_grid": list(memory_grid(cfg)),
+            "cross_attention": cfg.cross_attention,
             "num_maskmem": cfg.num_maskmem,
             "max_obj_ptrs_in_encoder": cfg.max_obj_ptrs_in_encoder,
             "mem_dim": cfg.mem_dim,

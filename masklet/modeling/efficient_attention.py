@@ -10,11 +10,13 @@ attention is SAM 2's, unpooled.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
+from masklet.modeling.kernels import exporting
 from masklet.modeling.rope import RoPEAttention
 
 _POOL = 2
@@ -50,10 +52,31 @@ class PooledMemoryAttention(RoPEAttention):
     ) -> torch.Tensor:
         h, w = feat_size
         n_spatial = k.shape[-2] - num_exclude
-        if n_spatial <= h * w:
+        if isinstance(n_spatial, torch.SymInt) and exporting():
+            # a traced graph takes any number of frames: the choice between one frame (unpooled) and
+            # several is made when the graph runs (an ONNX ``If``), not fixed by the frames traced
+            sizes = {"feat_size": feat_size, "num_exclude": num_exclude}
+            plain = functools.partial(super().attend_rotated, **sizes)
+            pooled = functools.partial(self._attend_pooled, **sizes)
+            pred = torch.scalar_tensor(n_spatial, dtype=torch.int64) > h * w
+            return torch.cond(pred, pooled, plain, (q, k, v_in))
+        if n_spatial <= h * w:  # a single remembered frame: SAM 2's attention
             return super().attend_rotated(q, k, v_in, feat_size, num_exclude)
+        return self._attend_pooled(q, k, v_in, feat_size, num_exclude)
+
+    def _attend_pooled(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v_in: torch.Tensor,
+        feat_size: tuple[int, int],
+        num_exclude: int,
+    ) -> torch.Tensor:
+        """Attention to the 2x2-pooled frames and the unpooled pointer tokens: (B, heads, Lq, d)."""
+        h, w = feat_size
         if h % _POOL or w % _POOL:
             raise ValueError(f"pooled memory attention needs an even feature grid, got {h}x{w}")
+        n_spatial = k.shape[-2] - num_exclude
         frames = n_spatial // (h * w)
         v = self._heads(F.linear(v_in, self.v_proj.weight, self.v_proj.bias))
         pk = pool_frames(k[..., :n_spatial, :], frames, h, w)
@@ -62,7 +85,8 @@ class PooledMemoryAttention(RoPEAttention):
         values = torch.cat([pv, v[..., n_spatial:, :]], dim=-2)
         bias = None
         if not self.key_bias:
-            bias = torch.zeros(1, 1, 1, keys.shape[-2], dtype=q.dtype, device=q.device)
-            bias[..., : pk.shape[-2]] = _LOG_POOL
+            pooled = pk.new_full((pk.shape[-2],), _LOG_POOL, dtype=q.dtype)
+            bias = torch.cat([pooled, pooled.new_zeros(keys.shape[-2] - pk.shape[-2])]).view(1, 1, 1, -1)
         p = self.dropout_p if self.training else 0.0
+        torch._check(keys.shape[-2] > 0)  # lets a tracer see that the keys are never empty
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, dropout_p=p)

@@ -43,6 +43,14 @@ def compiling() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
+def exporting() -> bool:
+    """True while ``torch.export`` (or the ONNX exporter built on it) traces: code whose path depends
+    on a size that the exported graph leaves free must choose it inside the graph."""
+    if torch.onnx.is_in_onnx_export():
+        return True
+    return hasattr(torch, "compiler") and torch.compiler.is_exporting()
+
+
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     # measured on a 2-core AMD EPYC: MKL's fp32 GEMM (behind F.linear) reaches 215 GFLOP/s, oneDNN 480.
     # The oneDNN op has no autograd formula, so it only serves inference

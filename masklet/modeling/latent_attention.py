@@ -29,15 +29,16 @@ class LatentRoPEAttention(RoPEAttention):
         """k: (B, heads, F * (num_plain + grid**2) + num_exclude, d) -> rotated copy, same shape."""
         per_frame = self.num_plain + self.grid**2
         n_mem = k.shape[-2] - num_exclude
-        frames, rem = divmod(n_mem, per_frame)
+        # floor division and modulo rather than divmod: they also take the symbolic sizes of an export
+        frames, rem = n_mem // per_frame, n_mem % per_frame
         if rem or n_mem < 0:
             raise ValueError(
                 f"{k.shape[-2]} memory keys minus {num_exclude} pointer tokens is not a whole number of "
                 f"compressed frames of {per_frame} tokens ({self.num_plain} + {self.grid}x{self.grid})"
             )
-        b, heads, _, d = k.shape
-        mem = k[..., :n_mem, :].unflatten(-2, (frames, per_frame))
-        grid_part = mem[..., self.num_plain :, :].flatten(-3, -2)  # (B, heads, F * grid**2, d)
-        rotated = self.rope.rotate(grid_part, self.grid, self.grid, repeat=True)
-        mem = torch.cat([mem[..., : self.num_plain, :], rotated.unflatten(-2, (frames, -1))], dim=-2)
+        mem = k[..., :n_mem, :].unflatten(-2, (frames, per_frame))  # (B, heads, F, per_frame, d)
+        # each frame's window latents on the latent grid, the frames one more batch axis (flattening
+        # the frames' strided slices instead would make one frame a special case for a tracer)
+        rotated = self.rope.rotate(mem[..., self.num_plain :, :], self.grid, self.grid)
+        mem = torch.cat([mem[..., : self.num_plain, :], rotated], dim=-2)
         return torch.cat([mem.flatten(-3, -2), k[..., n_mem:, :]], dim=-2)

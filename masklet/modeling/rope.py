@@ -18,7 +18,7 @@ import math
 import torch
 
 from masklet.modeling.common import Attention
-from masklet.modeling.kernels import compiling, linear, softmax_attention
+from masklet.modeling.kernels import compiling, exporting, linear, softmax_attention
 
 # Bytes of attention scores per step of the CPU memory-attention kernel (one head of width 256 over
 # ~29k memory keys). Measured on a 2-core AMD EPYC: the score GEMM (rows x 256 @ 256 x 29k) runs at
@@ -64,19 +64,29 @@ class AxialRoPE:
 
         ``cos`` repeats cos(angle) for both members of a pair; ``signed_sin`` holds (-sin, +sin).
         """
+        if exporting():
+            # an export's tables are symbolic: cached, they would outlive the trace in the model (and
+            # a traced branch, ``torch.cond``, would take them for constants without values)
+            return self._compute(h, w, device, dtype)
         key = (h, w, str(device), dtype)
         if key not in self._tables:
-            angles = axial_rope_angles(self.head_dim, h, w, self.theta).to(device)
-            cos, sin = angles.cos(), angles.sin()
-            cos = cos.repeat_interleave(2, dim=-1)
-            sin = torch.stack([-sin, sin], dim=-1).flatten(-2)
-            self._tables[key] = (cos.to(dtype), sin.to(dtype))
+            self._tables[key] = self._compute(h, w, device, dtype)
         return self._tables[key]
+
+    def _compute(
+        self, h: int, w: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = axial_rope_angles(self.head_dim, h, w, self.theta).to(device)
+        cos, sin = angles.cos(), angles.sin()
+        cos = cos.repeat_interleave(2, dim=-1)
+        sin = torch.stack([-sin, sin], dim=-1).flatten(-2)
+        return cos.to(dtype), sin.to(dtype)
 
     def rotate(
         self, x: torch.Tensor, h: int, w: int, num_exclude: int = 0, repeat: bool = False
     ) -> torch.Tensor:
-        """Rotate x: (B, heads, n, head_dim) -> a new tensor of the same shape and dtype.
+        """Rotate x: (B, heads, n, head_dim) (or any leading axes) -> a new tensor of the same shape and
+        dtype.
 
         The first ``n - num_exclude`` tokens are rotated; the trailing ``num_exclude`` are copied
         unchanged. Without ``repeat`` the rotated part must be exactly h*w tokens; with it, any whole

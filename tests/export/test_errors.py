@@ -14,6 +14,7 @@ from masklet.checkpoints import build_model
 from masklet.cli import main
 from masklet.export.backend import OnnxBackendError
 from tests.conftest import synthetic_image
+from tests.export.conftest import PRESET
 
 
 def export_cli(capsys, *args: str) -> tuple[int, str]:
@@ -125,3 +126,38 @@ def test_cli_segment_on_the_onnx_backend(capsys, tmp_path, onnx_dir):
     Image.fromarray(synthetic_image(64, 64)).save(tmp_path / "x.jpg")
     assert main([*seg, "--backend", "onnx", "--onnx-dir", str(onnx_dir)]) == 0, capsys.readouterr().err
     assert any((tmp_path / "out").iterdir())
+
+
+def test_export_of_another_family_than_asked(exported):
+    """A folder of EdgeTAM files asked for as EfficientTAM (and the other way round): the manifest's
+    preset decides, with the same message as within a family."""
+    edge, efficient = exported("edgetam").onnx_dir, exported("efficienttam_ti_1").onnx_dir
+    with pytest.raises(OnnxBackendError, match="holds an export of edgetam, not of efficienttam_ti_1"):
+        build_model("efficienttam_ti_1", backend="onnx", onnx_dir=edge)
+    with pytest.raises(OnnxBackendError, match="holds an export of efficienttam_ti_1, not of edgetam"):
+        build_model("edgetam", backend="onnx", onnx_dir=efficient)
+    # a variant of the same size has the same weights' shapes but another memory attention
+    with pytest.raises(
+        OnnxBackendError, match="holds an export of efficienttam_ti_1, not of efficienttam_ti"
+    ):
+        build_model("efficienttam_ti", backend="onnx", onnx_dir=efficient)
+
+
+def test_file_from_another_family(exported, tmp_path):
+    folder = linked_copy(exported("edgetam").onnx_dir, tmp_path / "mixed")
+    (folder / "memory_attention.onnx").unlink()
+    (folder / "memory_attention.onnx").symlink_to(exported(PRESET).onnx_dir / "memory_attention.onnx")
+    with pytest.raises(
+        OnnxBackendError,
+        match=r"memory_attention.onnx comes from another export \(sam2.1_hiera_tiny at 256 px\) than "
+        r"masklet.json describes \(edgetam at 256 px\)",
+    ):
+        build_model("auto", backend="onnx", onnx_dir=folder)
+
+
+def test_image_size_the_perceiver_cannot_take(capsys, tmp_path):
+    rc, err = export_cli(
+        capsys, "--model", "edgetam", "--random-weights", "--image-size", "320", "--out", str(tmp_path)
+    )
+    assert rc == 2 and "image_size must be a multiple of 256" in err and "got 320" in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -34,7 +34,10 @@ def masklet_mask(predictor: ImagePredictor, prompt: list[dict]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("prompt", PROMPTS, ids=["click", "two-clicks", "box"])
-def test_samexporter_gives_masklets_masks(onnx_dir, torch_model, prompt, capsys):
+def test_samexporter_gives_masklets_masks(family, prompt, capsys):
+    """Every family's files: EfficientTAM's encoder gives empty high-resolution features, which
+    samexporter passes on to the decoder like any others."""
+    onnx_dir, torch_model = family.onnx_dir, family.torch_model
     # the photo at the model's input size: samexporter resizes with OpenCV's plain bilinear filter,
     # masklet with an antialiased one; at the input size both are the identity, so the comparison is
     # of the files' contract (channel order, normalization, prompt coordinates, outputs), not filters

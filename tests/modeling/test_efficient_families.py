@@ -234,3 +234,56 @@ def test_memory_attention_over_compressed_memories_runs_for_two_objects():
     assert pix.shape == (2, 256, 32, 32)
     assert torch.allclose(pix[:1], one, atol=1e-4)
     assert F.mse_loss(pix[0], pix[1]) > 0
+
+
+def _export(module: torch.nn.Module, *args: torch.Tensor) -> torch.export.ExportedProgram:
+    """``module`` traced as the ONNX exporter traces it: the keys' and pointers' counts left free, and
+    sizes of 0 or 1 not singled out (``backed_size_oblivious``), so that a graph traced on several
+    frames must also serve one."""
+    dim = torch.export.Dim.DYNAMIC
+    with torch.no_grad(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
+        return torch.export.export(module, args, dynamic_shapes=({}, {1: dim}, {1: dim}, {0: dim}))
+
+
+class _Cross(torch.nn.Module):
+    """A memory cross-attention called as memory attention calls it: the pointer count from an input."""
+
+    def __init__(self, attn: torch.nn.Module, h: int, w: int) -> None:
+        super().__init__()
+        self.attn, self.size = attn, (h, w)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+        return self.attn(q, k, v, num_k_exclude_rope=ptr.shape[0], feat_size=self.size)
+
+
+@pytest.mark.parametrize("key_bias", [False, True])
+def test_pooled_attention_exported_with_a_free_frame_count(key_bias):
+    """An exported graph traced on three frames still takes the unpooled path for one frame: the choice
+    is made inside the graph, not fixed by the frames the tracer saw."""
+    h = w = 4
+    module = _Cross(_pooled(key_bias), h, w)
+    program = _export(module, *_attention_inputs(3, h, w, ptr=2), torch.zeros(2))
+    # the tracer also records which sizes were not 1 where that chose a view over a copy; the ONNX
+    # graph keeps none of those checks, only the computation, which is what is compared here
+    graph = program.module(check_guards=False)
+    with torch.no_grad():
+        for frames, ptr in ((1, 0), (1, 3), (2, 1), (5, 4)):
+            q, k, v = _attention_inputs(frames, h, w, ptr, seed=frames + ptr)
+            got = graph(q, k, v, torch.zeros(ptr))
+            want = module(q, k, v, torch.zeros(ptr))
+            assert torch.allclose(got, want, atol=1e-5), (frames, ptr)
+
+
+def test_latent_attention_exported_with_a_free_frame_count():
+    torch.manual_seed(0)
+    attn = LatentRoPEAttention(256, 1, dropout=0.0, kv_in_dim=64, rope_k_repeat=True, num_plain=4, grid=2)
+    module = _Cross(attn.eval(), 4, 4)
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 16, 256, generator=gen)
+    kv = torch.randn(1, 3 * 8 + 2, 64, generator=gen)
+    program = _export(module, q, kv, kv, torch.zeros(2))
+    with torch.no_grad():
+        for frames, ptr in ((1, 0), (4, 3)):
+            kv = torch.randn(1, frames * 8 + ptr, 64, generator=gen)
+            got = program.module()(q, kv, kv, torch.zeros(ptr))
+            assert torch.allclose(got, module(q, kv, kv, torch.zeros(ptr)), atol=1e-5), (frames, ptr)
