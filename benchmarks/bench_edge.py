@@ -1,7 +1,8 @@
 """Seconds per tracked frame of the small families against sam2.1_hiera_tiny and the authors' code.
 
     python benchmarks/bench_edge.py [--presets edgetam,efficienttam_ti,efficienttam_s,sam2.1_hiera_tiny]
-        [--sizes 512,1024] [--dtypes fp32,bf16] [--objects 1,2,4] [--frames 4] [--no-official]
+        [--sizes 512,1024] [--dtypes fp32,bf16] [--objects 1,2,4] [--objects-at 1024:1] [--frames 4]
+        [--no-official]
         [--steps edgetam:256,edgetam:512] [--write]
 
 For each (preset, size, dtype, objects), seeded random weights (the speed does not depend on them)
@@ -18,8 +19,10 @@ and the same synthetic 640x480 JPEG frames:
 - set_image: ImagePredictor.set_image (and the official SAM2ImagePredictor's) on the first frame,
   median of three.
 
-``--steps PRESET:SIZE`` prints, for one object in float32, where a tracked frame's time goes (the
-model's methods timed in place), for the real-time analysis. Rows run one after another in one
+``--objects-at SIZE:N/N...`` (comma-separated) gives some input sizes other object counts than
+``--objects`` (a slow machine's run can keep 1024 px to one object). ``--steps PRESET:SIZE`` prints,
+for one object in float32, where a tracked frame's time goes (the model's methods timed in place),
+for the real-time analysis. Rows run one after another in one
 process: they share the machine's load at that time. ``--write`` replaces the section between
 ``<!-- edge:start -->`` and ``<!-- edge:end -->`` of benchmarks/RESULTS.md.
 """
@@ -164,6 +167,11 @@ def fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
+def object_counts(args, size: int) -> list[int]:
+    per_size = dict(item.split(":") for item in filter(None, args.objects_at.split(",")))
+    return [int(n) for n in per_size.get(str(size), args.objects.replace(",", "/")).split("/")]
+
+
 def speed_rows(args, clip: list[np.ndarray], folder: Path, work: Path) -> list[str]:
     rows = [
         "| preset | input | dtype | objects | masklet s/frame | frames/s | official s/frame | speed-up "
@@ -173,7 +181,7 @@ def speed_rows(args, clip: list[np.ndarray], folder: Path, work: Path) -> list[s
     for preset in args.presets.split(","):
         for size in map(int, args.sizes.split(",")):
             for dtype in args.dtypes.split(","):
-                for objects in map(int, args.objects.split(",")):
+                for objects in object_counts(args, size):
                     s, set_s, _ = ours(preset, size, dtype, objects, clip)
                     ref = None if args.no_official else official(preset, size, dtype, objects, folder, work)
                     ref_s, ref_set = ref or (None, None)
@@ -209,6 +217,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--objects", default="1,2,4")
+    ap.add_argument("--objects-at", default="", help="SIZE:N/N,... object counts for some sizes")
     ap.add_argument("--frames", type=int, default=4, help="timed frames per row (after one warm-up)")
     ap.add_argument("--no-official", action="store_true", help="masklet rows only")
     ap.add_argument("--steps", default="edgetam:256,edgetam:512", help="PRESET:SIZE rows of the breakdown")
