@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_image import image_prompts, min_mask_iou, predict_masks, time_once  # noqa: E402
-from bench_video import clip_folder, command_line, machine, min_iou, run_session, write_section  # noqa: E402
+from bench_video import FULL_BANK, clip_folder, command_line, machine, min_iou, run_session, write_section  # noqa: E402
+from compute_floor import matmul_peak  # noqa: E402
 
 from masklet import ImagePredictor, build_model  # noqa: E402
 from masklet.export.onnx_export import export_onnx  # noqa: E402
@@ -87,13 +88,18 @@ def report(args, rows: list[dict], clip: str, export_s: float) -> str:
         f"### ONNX Runtime vs PyTorch, {args.preset} at {args.image_size} px, CPU",
         "",
         f"Machine: {machine()}, {torch.get_num_threads()} torch threads (onnxruntime: its default). "
-        f"Date: {time.strftime('%Y-%m-%d')}. Command: `{command_line('bench_onnx.py')}`. The machine was "
-        "shared with other work during the run, so the figures carry its noise; all rows ran in the "
-        "same process, one after the other.",
+        f"Date: {time.strftime('%Y-%m-%d')}. Command: `{command_line('bench_onnx.py')}`. All rows ran in "
+        f"the same process, one after the other; float32 matmul peak measured right after the run: "
+        f"{matmul_peak(torch.float32) / 1e12:.2f} TFLOP/s (about 0.46 when the host is quiet).",
         "",
         f"Export of the four files: {export_s:.0f} s. set_image: median of {args.repeats} calls after a "
-        f"warm-up (truck.jpg). Tracked frame: {clip}, objects prompted on frame 0, mean s/frame over the "
-        "frames with a full memory bank. Min IoU: masks against PyTorch float32 (4 image prompts / every "
+        f"warm-up (truck.jpg). Tracked frame: {clip}, objects prompted on frame 0, mean s/frame over "
+        + (
+            "the frames with a full memory bank"
+            if args.frames > FULL_BANK
+            else "frames 1 on (no full memory bank)"
+        )
+        + ". Min IoU: masks against PyTorch float32 (4 image prompts / every "
         "tracked object-frame). onnx int8: the image encoder quantized dynamically to int8, the rest "
         "float32.",
         "",
