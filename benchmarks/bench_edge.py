@@ -10,7 +10,8 @@ and the same synthetic 640x480 JPEG frames:
 
 - masklet: a StreamTracker; the objects are clicked on frame 0, then every further frame is timed from
   the decoded frame to the masks (preprocess, image encoder, memory attention, decoder, memory
-  encoder), the first tracked frame excluded as warm-up; median seconds per frame.
+  encoder), the first tracked frame excluded as warm-up; median seconds per frame. Compute floor: the
+  matmul and convolution FLOPs of one more tracked frame over the matmul peak measured at the start.
 - official: the family's own code (EdgeTAM: edgetam-dimos, EfficientTAM: efficient-track-anything,
   SAM 2: Meta's sam2 1.1.0), run by tests/edge_oracle_runner.py in the oracle virtualenv
   (tests/setup_edge_oracles.sh) or, for SAM 2, with this Python: the same clicks, then one
@@ -47,6 +48,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from compute_floor import count_flops, matmul_peak  # noqa: E402
 
 from masklet.checkpoints import build_model  # noqa: E402
 from masklet.inference import stream as stream_module  # noqa: E402
@@ -103,7 +107,8 @@ class StepClock:
 
 
 def ours(preset: str, size: int, dtype: str, objects: int, clip: list[np.ndarray], steps: bool = False):
-    """(median s/frame of StreamTracker, median set_image s, per-step seconds per frame or None)."""
+    """(median s/frame of StreamTracker, median set_image s, per-step seconds per frame or None, FLOPs
+    of one more tracked frame)."""
     model = build_model(preset, random_seed=0, device="cpu", dtype=dtype, image_size=size)
     clock = StepClock(model) if steps else None
     try:
@@ -123,6 +128,8 @@ def ours(preset: str, size: int, dtype: str, objects: int, clip: list[np.ndarray
         if clock:
             clock.on = False
             clock.close()
+    model.requires_grad_(False)  # the FLOP counter's module hooks trip over parameters needing grads
+    flops = count_flops(lambda: tracker.track(clip[-1]))
     pred = ImagePredictor(model)
     set_times = []
     for _ in range(3):
@@ -133,7 +140,7 @@ def ours(preset: str, size: int, dtype: str, objects: int, clip: list[np.ndarray
     per_step = {"frame": statistics.fmean(times)} if clock else None
     if clock:
         per_step |= {k: v / len(times) for k, v in clock.seconds.items()}
-    return statistics.median(times), statistics.median(set_times), per_step
+    return statistics.median(times), statistics.median(set_times), per_step, flops
 
 
 def official(preset: str, size: int, dtype: str, objects: int, folder: Path, work: Path):
@@ -172,22 +179,24 @@ def object_counts(args, size: int) -> list[int]:
     return [int(n) for n in per_size.get(str(size), args.objects.replace(",", "/")).split("/")]
 
 
-def speed_rows(args, clip: list[np.ndarray], folder: Path, work: Path) -> list[str]:
+def speed_rows(args, clip: list[np.ndarray], folder: Path, work: Path, peak: dict) -> list[str]:
     rows = [
-        "| preset | input | dtype | objects | masklet s/frame | frames/s | official s/frame | speed-up "
-        "| masklet set_image s | official set_image s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| preset | input | dtype | objects | masklet s/frame | frames/s | compute floor | masklet / floor "
+        "| official s/frame | speed-up | masklet set_image s | official set_image s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for preset in args.presets.split(","):
         for size in map(int, args.sizes.split(",")):
             for dtype in args.dtypes.split(","):
                 for objects in object_counts(args, size):
-                    s, set_s, _ = ours(preset, size, dtype, objects, clip)
+                    s, set_s, _, flops = ours(preset, size, dtype, objects, clip)
+                    floor = flops / peak[dtype]
                     ref = None if args.no_official else official(preset, size, dtype, objects, folder, work)
                     ref_s, ref_set = ref or (None, None)
                     gain = f"{ref_s / s:.2f}x" if ref_s else "—"
                     rows.append(
-                        f"| {preset} | {size} | {dtype} | {objects} | {s:.3f} | {1 / s:.1f} | {fmt(ref_s)} "
+                        f"| {preset} | {size} | {dtype} | {objects} | {s:.3f} | {1 / s:.1f} "
+                        f"| {flops / 1e9:.1f} GFLOP = {floor:.3f} s | {s / floor:.1f}x | {fmt(ref_s)} "
                         f"| {gain} | {set_s:.3f} | {fmt(ref_set)} |"
                     )
                     print(rows[-1], flush=True)
@@ -202,7 +211,7 @@ def step_rows(args, clip: list[np.ndarray]) -> list[str]:
     ]
     for item in filter(None, args.steps.split(",")):
         preset, size = item.split(":")
-        _, _, per_step = ours(preset, int(size), "fp32", 1, clip, steps=True)
+        _, _, per_step, _ = ours(preset, int(size), "fp32", 1, clip, steps=True)
         s = per_step["frame"]
         parts = [per_step.get(n, 0.0) for n in names]
         cells = " | ".join(f"{p:.3f}" for p in parts)
@@ -228,13 +237,19 @@ def main() -> None:
         folder.mkdir()
         work.mkdir()
         clip = write_frames(folder, args.frames + 2)
-        rows = speed_rows(args, clip, folder, work)
+        peak = {
+            d: matmul_peak(torch.bfloat16 if d == "bf16" else torch.float32) for d in args.dtypes.split(",")
+        }
+        rows = speed_rows(args, clip, folder, work, peak)
         steps = step_rows(args, clip)
     cpu = platform.processor() or platform.machine()
     machine = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     text = "\n".join(
         [
-            f"Machine: {machine}. Command: `python benchmarks/bench_edge.py {' '.join(sys.argv[1:])}`",
+            f"Machine: {machine}. Command: `python benchmarks/bench_edge.py {' '.join(sys.argv[1:])}`. "
+            "Compute floor: the counted matmul / convolution FLOPs of one tracked frame over the matmul "
+            f"peak measured at the start ({', '.join(f'{d} {p / 1e12:.2f}' for d, p in peak.items())} "
+            "TFLOP/s).",
             "",
             *rows,
             "",
