@@ -13,7 +13,13 @@ from masklet.inference.image import ImagePredictor
 from masklet.inference.stream import StreamTracker
 from masklet.inference.video import VideoPredictor
 from tests.conftest import synthetic_image
-from tests.inference.test_video_parity import Comparer, check_nontrivial, clip_folder, script_session
+from tests.inference.test_video_parity import (
+    BEDROOM,
+    Comparer,
+    check_nontrivial,
+    clip_folder,
+    script_session,
+)
 
 
 def test_build_model_gives_the_onnx_backend(family):
@@ -27,6 +33,11 @@ def test_build_model_gives_the_onnx_backend(family):
 def test_scripted_video_session_matches_pytorch(family, tmp_path):
     """Clicks, a box, a refinement, a mask for a new object, reverse propagation and a removal: every
     result's object ids equal, masks with IoU >= 0.999 (and logits within 1e-3 of their spread)."""
+    if not BEDROOM.exists() and family.preset.startswith("efficienttam"):
+        pytest.skip(
+            "../shared is absent: on the synthetic stand-in clip this preset's test weights leave the "
+            "objects absent on most frames (4 present comparisons, 10 needed); run beside ../shared"
+        )
     n = 8
     folder = clip_folder(tmp_path, n)
     ours = VideoPredictor(

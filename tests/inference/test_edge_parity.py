@@ -25,7 +25,7 @@ from masklet.inference.video import VideoPredictor
 from tests.conftest import load_photo
 from tests.edge_oracle import family_job, oracle_checkpoint, require_oracle, run_oracle
 from tests.inference.test_image_parity import _iou, _prompt_cases
-from tests.inference.test_video_parity import Comparer, check_nontrivial, clip_folder
+from tests.inference.test_video_parity import BEDROOM, Comparer, check_nontrivial, clip_folder
 
 SIZE = 512
 VIDEO_SIZE = 256  # the video session at 256 px keeps CI cost down (parity at 512 holds as well)
@@ -171,6 +171,11 @@ def test_refinement_and_late_objects_match_oracle(preset, ckpt_dir, tmp_path):
     every later result must be the same.
     """
     require_oracle(FAMILY[preset])
+    if not BEDROOM.exists() and preset == "edgetam":
+        pytest.skip(
+            "../shared is absent: on the synthetic stand-in clip the correction click leaves edgetam's "
+            "tracked mask unchanged, so the correction would go untested; run beside ../shared"
+        )
     torch.manual_seed(0)
     n, fix = 5, 3
     ckpt = _checkpoint(preset, ckpt_dir, "video")
